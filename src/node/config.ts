@@ -1,0 +1,255 @@
+import { readFile } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { multiaddr } from '@multiformats/multiaddr'
+import { ConfigError } from './errors.js'
+import { formatBytes, parseSize } from './units.js'
+
+/** The settings a node runs with, after flags, the config file and defaults are merged. */
+export interface NodeConfig {
+  dataDir: string
+  /** CPUs offered to the network; fractions are allowed (a CPU quota). */
+  shareCpu: number
+  /** Memory offered to the network, in bytes. */
+  shareMem: number
+  /** libp2p TCP port; 0 picks a free one. */
+  port: number
+  /** Address the libp2p TCP transport binds to. */
+  listenHost: string
+  /** HTTP API port on 127.0.0.1; 0 picks a free one. */
+  apiPort: number
+  bootstrap: string[]
+  mdns: boolean
+  /** False when the node only submits work and runs nothing for others. */
+  share: boolean
+}
+
+/**
+ * Settings as given by a person, before validation: flag values are strings,
+ * config file values may be anything JSON allows.
+ */
+export interface SettingsInput {
+  shareCpu?: unknown
+  shareMem?: unknown
+  port?: unknown
+  listenHost?: unknown
+  apiPort?: unknown
+  bootstrap?: unknown
+  mdns?: unknown
+  share?: unknown
+}
+
+export const CONFIG_FILE_NAME = 'config.json'
+export const DEFAULT_PORT = 4777
+export const DEFAULT_API_PORT = 7777
+export const DEFAULT_SHARE_CPU = 1
+export const DEFAULT_SHARE_MEM = 2 * 1024 ** 3
+
+const settingNames: Array<keyof SettingsInput> = ['shareCpu', 'shareMem', 'port', 'listenHost', 'apiPort', 'bootstrap', 'mdns', 'share']
+
+const flagNames: Record<keyof SettingsInput, string> = {
+  shareCpu: '--share-cpu',
+  shareMem: '--share-mem',
+  port: '--port',
+  listenHost: '--listen-host',
+  apiPort: '--api-port',
+  bootstrap: '--bootstrap',
+  mdns: '--no-mdns',
+  share: '--no-share'
+}
+
+/** The machine facts that bound what a node may share; tests pass their own. */
+export interface MachineLimits {
+  cpus: number
+  memoryBytes: number
+}
+
+export function machineLimits (): MachineLimits {
+  return { cpus: os.availableParallelism(), memoryBytes: os.totalmem() }
+}
+
+export function defaultDataDir (): string {
+  return path.join(os.homedir(), '.emdx-node')
+}
+
+/**
+ * Reads `config.json` from the data directory. A missing file is an empty
+ * config; a file that is not a JSON object, or that has a key this version
+ * does not know, is an error naming the file.
+ */
+export async function readConfigFile (dataDir: string): Promise<SettingsInput> {
+  const file = path.join(dataDir, CONFIG_FILE_NAME)
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      return {}
+    }
+    throw new ConfigError(`cannot read config file ${file}: ${(err as Error).message}; fix its permissions or remove it`, { cause: err })
+  }
+
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError(`config file ${file} is not valid JSON (${(err as Error).message}); fix it or remove it to use the defaults`, { cause: err })
+  }
+  if (parsed == null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    throw new ConfigError(`config file ${file} must contain a JSON object such as {"shareCpu": 2}`)
+  }
+
+  for (const key of Object.keys(parsed)) {
+    if (!settingNames.includes(key as keyof SettingsInput)) {
+      throw new ConfigError(`config file ${file} has an unknown setting "${key}"; known settings are ${settingNames.join(', ')}`)
+    }
+  }
+  return parsed as SettingsInput
+}
+
+/**
+ * Merges flags over the config file over defaults and validates the result.
+ * `flags` holds only the flags the user gave, so that unset flags do not hide
+ * the config file.
+ */
+export async function loadConfig (dataDir: string, flags: SettingsInput, limits: MachineLimits = machineLimits()): Promise<NodeConfig> {
+  const resolvedDataDir = path.resolve(dataDir)
+  const file = await readConfigFile(resolvedDataDir)
+  const configFile = path.join(resolvedDataDir, CONFIG_FILE_NAME)
+
+  const pick = (name: keyof SettingsInput): { value: unknown, source: string } | undefined => {
+    if (flags[name] !== undefined) {
+      return { value: flags[name], source: flagNames[name] }
+    }
+    if (file[name] !== undefined) {
+      return { value: file[name], source: `"${name}" in ${configFile}` }
+    }
+    return undefined
+  }
+
+  return {
+    dataDir: resolvedDataDir,
+    shareCpu: validateShareCpu(pick('shareCpu'), limits),
+    shareMem: validateShareMem(pick('shareMem'), limits),
+    port: validatePort(pick('port'), DEFAULT_PORT, '--port'),
+    listenHost: validateHost(pick('listenHost')),
+    apiPort: validatePort(pick('apiPort'), DEFAULT_API_PORT, '--api-port'),
+    bootstrap: validateBootstrap(pick('bootstrap')),
+    mdns: validateBoolean(pick('mdns'), true),
+    share: validateBoolean(pick('share'), true)
+  }
+}
+
+interface Setting {
+  value: unknown
+  source: string
+}
+
+function show (value: unknown): string {
+  return typeof value === 'string' ? `"${value}"` : JSON.stringify(value)
+}
+
+function validateShareCpu (setting: Setting | undefined, limits: MachineLimits): number {
+  if (setting === undefined) {
+    return Math.min(DEFAULT_SHARE_CPU, limits.cpus)
+  }
+
+  const cpus = typeof setting.value === 'string' && setting.value.trim() !== '' ? Number(setting.value) : setting.value
+  if (typeof cpus !== 'number' || !Number.isFinite(cpus)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a number of CPUs, for example --share-cpu 2`)
+  }
+  if (cpus <= 0) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: share at least 0.1 CPU, or pass --no-share to only submit work`)
+  }
+  if (cpus < 0.1) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: the smallest share is 0.1 CPU`)
+  }
+  if (cpus > limits.cpus) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: this machine has ${limits.cpus} CPUs; share at most ${limits.cpus}`)
+  }
+  return cpus
+}
+
+function validateShareMem (setting: Setting | undefined, limits: MachineLimits): number {
+  if (setting === undefined) {
+    return Math.min(DEFAULT_SHARE_MEM, Math.floor(limits.memoryBytes / 2))
+  }
+
+  const bytes = typeof setting.value === 'string'
+    ? parseSize(setting.value)
+    : (typeof setting.value === 'number' && Number.isFinite(setting.value) && setting.value >= 0 ? setting.value : undefined)
+  if (bytes === undefined) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a size such as 512m or 4g (binary units: k, m, g, t)`)
+  }
+  if (bytes < 64 * 1024 ** 2) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: share at least 64m, or pass --no-share to only submit work`)
+  }
+  if (bytes > limits.memoryBytes) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: this machine has ${formatBytes(limits.memoryBytes)} of memory; share less`)
+  }
+  return bytes
+}
+
+function validatePort (setting: Setting | undefined, defaultPort: number, flag: string): number {
+  if (setting === undefined) {
+    return defaultPort
+  }
+
+  const port = typeof setting.value === 'string' && /^\d+$/.test(setting.value.trim()) ? Number(setting.value) : setting.value
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a TCP port from 1 to 65535 (0 picks a free port), for example ${flag} ${defaultPort}`)
+  }
+  return port
+}
+
+function validateHost (setting: Setting | undefined): string {
+  if (setting === undefined) {
+    return '0.0.0.0'
+  }
+
+  const host = setting.value
+  if (typeof host !== 'string' || !/^(\d{1,3}(\.\d{1,3}){3}|[0-9a-fA-F:]+)$/.test(host)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(host)}: expected an IPv4 or IPv6 address such as 127.0.0.1 or 0.0.0.0`)
+  }
+  return host
+}
+
+function validateBootstrap (setting: Setting | undefined): string[] {
+  if (setting === undefined) {
+    return []
+  }
+
+  const list = typeof setting.value === 'string' ? [setting.value] : setting.value
+  if (!Array.isArray(list)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(list)}: expected a list of multiaddrs`)
+  }
+  return list.map(entry => validateBootstrapAddress(entry, setting.source))
+}
+
+function validateBootstrapAddress (entry: unknown, source: string): string {
+  const example = '/ip4/127.0.0.1/tcp/4777/p2p/12D3KooW...'
+  if (typeof entry !== 'string') {
+    throw new ConfigError(`invalid ${source} ${show(entry)}: expected a multiaddr string such as ${example}`)
+  }
+
+  let components: Array<{ name: string }>
+  try {
+    components = multiaddr(entry).getComponents()
+  } catch (err) {
+    throw new ConfigError(`invalid ${source} "${entry}": not a multiaddr (${(err as Error).message}); expected for example ${example}`, { cause: err })
+  }
+  if (!components.some(component => component.name === 'p2p')) {
+    throw new ConfigError(`invalid ${source} "${entry}": a bootstrap address must end with /p2p/<peer id>, for example ${example}`)
+  }
+  return entry
+}
+
+function validateBoolean (setting: Setting | undefined, defaultValue: boolean): boolean {
+  if (setting === undefined) {
+    return defaultValue
+  }
+  if (typeof setting.value !== 'boolean') {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected true or false`)
+  }
+  return setting.value
+}

@@ -1,0 +1,93 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import { bootstrap } from '@libp2p/bootstrap'
+import { identify } from '@libp2p/identify'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
+import type { Identify } from '@libp2p/identify'
+import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
+import type { Ed25519PrivateKey, Libp2p } from '@libp2p/interface'
+import type { Ping } from '@libp2p/ping'
+import type { Datastore } from 'interface-datastore'
+
+/** The DHT protocol of the emdx network, so that a node never joins the public IPFS DHT. */
+export const DHT_PROTOCOL = '/emdx/kad/1.0.0'
+
+/**
+ * How long a provider record stays valid, and when its owner re-provides it.
+ * The same on every node, because the DHT's `providers` TTL options are
+ * ignored by kad-dht 16 and only these `reprovide` settings take effect.
+ */
+export const PROVIDER_VALIDITY_MS = 30 * 60_000
+export const REPROVIDE_INTERVAL_MS = 5 * 60_000
+export const REPROVIDE_THRESHOLD_MS = 10 * 60_000
+
+// A type alias, not an interface: libp2p's ServiceMap needs an index signature.
+export type NetworkServices = {
+  identify: Identify
+  ping: Ping
+  dht: KadDHT
+}
+
+export type EmdxLibp2p = Libp2p<NetworkServices>
+
+export interface NetworkInit {
+  privateKey: Ed25519PrivateKey
+  datastore: Datastore
+  listenHost: string
+  port: number
+  bootstrap: string[]
+  mdns: boolean
+  /** DHT validators and selectors by the first key segment, such as `emdx`. */
+  validators?: Record<string, ValidateFn>
+  selectors?: Record<string, SelectFn>
+}
+
+/**
+ * Creates (without starting) the libp2p node: TCP, Noise, Yamux, identify,
+ * ping, bootstrap, mDNS and the private Kademlia DHT.
+ */
+export async function createNetwork (init: NetworkInit): Promise<EmdxLibp2p> {
+  const peerDiscovery: Array<ReturnType<typeof bootstrap> | ReturnType<typeof mdns>> = []
+  if (init.bootstrap.length > 0) {
+    peerDiscovery.push(bootstrap({ list: init.bootstrap }))
+  }
+  if (init.mdns) {
+    peerDiscovery.push(mdns())
+  }
+
+  const host = init.listenHost.includes(':') ? `/ip6/${init.listenHost}` : `/ip4/${init.listenHost}`
+
+  return await createLibp2p({
+    privateKey: init.privateKey,
+    datastore: init.datastore,
+    addresses: { listen: [`${host}/tcp/${init.port}`] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    peerDiscovery,
+    services: {
+      identify: identify(),
+      ping: ping(),
+      dht: kadDHT({
+        protocol: DHT_PROTOCOL,
+        // A private network on a LAN or loopback: every node serves the DHT
+        // and keeps private and loopback addresses. With kad-dht's defaults
+        // (client mode until a public address is confirmed, private addresses
+        // removed) every routing table stays empty and every query hangs.
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+        validators: init.validators ?? {},
+        selectors: init.selectors ?? {},
+        reprovide: {
+          validity: PROVIDER_VALIDITY_MS,
+          interval: REPROVIDE_INTERVAL_MS,
+          threshold: REPROVIDE_THRESHOLD_MS
+        }
+      })
+    }
+  })
+}
