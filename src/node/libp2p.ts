@@ -62,6 +62,9 @@ export async function createNetwork (init: NetworkInit): Promise<EmdxLibp2p> {
   const host = init.listenHost.includes(':') ? `/ip6/${init.listenHost}` : `/ip4/${init.listenHost}`
 
   return await createLibp2p({
+    // The caller starts the node, so that a failure to listen is reported
+    // as a start error with the port and the fix.
+    start: false,
     privateKey: init.privateKey,
     datastore: init.datastore,
     addresses: { listen: [`${host}/tcp/${init.port}`] },

@@ -188,20 +188,23 @@ function printDevnet (nodes: DevnetNode[]): void {
     String(node.status?.connectedPeers ?? 0),
     node.logFile
   ])
-  const lines = [
+  const first = nodes[0] as DevnetNode
+  const apiFlag = (node: DevnetNode): string => node.apiPort === DEFAULT_API_PORT ? '' : ` --api-port ${node.apiPort}`
+  const examples: Array<[string, string]> = [[`emdx-node status${apiFlag(first)}`, first.name]]
+  const second = nodes[1]
+  if (second !== undefined) {
+    examples.push([`emdx-node peers${apiFlag(second)}`, second.name])
+  }
+  const width = Math.max(...examples.map(([command]) => command.length))
+  process.stdout.write([
     '',
     formatTable(['NODE', 'PEER ID', 'API', 'PEERS', 'LOG'], rows),
     '',
     'The devnet is running; press Ctrl-C to stop every node.',
     'Try:',
-    '  emdx-node status                  # node-0, on the default API port'
-  ]
-  const second = nodes[1]
-  if (second !== undefined) {
-    lines.push(`  emdx-node peers --api-port ${second.apiPort}  # ${second.name}`)
-  }
-  lines.push(`  open http://127.0.0.1:${nodes[0]?.apiPort ?? DEFAULT_API_PORT}/`, '')
-  process.stdout.write(lines.join('\n'))
+    ...examples.map(([command, name]) => `  ${command.padEnd(width)}  # ${name}`),
+    ''
+  ].join('\n'))
 }
 
 async function stopNodes (nodes: DevnetNode[]): Promise<void> {
