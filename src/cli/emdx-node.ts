@@ -2,6 +2,7 @@ import '../node/polyfills.js'
 import { Command, CommanderError } from 'commander'
 import { ConfigError, EmdxError } from '../node/errors.js'
 import { VERSION } from '../node/version.js'
+import { registerCapacityCommand } from './commands/capacity.js'
 import { registerDevnetCommand } from './commands/devnet.js'
 import { registerStartCommand } from './commands/start.js'
 import { registerStatusCommands } from './commands/status.js'
@@ -13,6 +14,7 @@ const program = new Command('emdx-node')
 
 registerStartCommand(program)
 registerStatusCommands(program)
+registerCapacityCommand(program)
 registerDevnetCommand(program)
 
 try {

@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { EmdxError } from '../node/errors.js'
+import { bytesSchema, peerIdSchema, timestampSchema } from '../records/schema.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
 import { HASH_BYTES, sha256 } from '../records/hash.js'
 import { SIGNATURE_BYTES, verifySignature } from '../records/signature.js'
@@ -16,11 +17,9 @@ export const RECEIPT_VERSION = 1
 /** Upper bound of an encoded receipt; real ones are about 600 bytes. */
 export const MAX_RECEIPT_BYTES = 4096
 
-const peerIdText = z.string().min(40).max(100).regex(/^[1-9A-HJ-NP-Za-km-z]+$/, 'expected a base58 peer id')
-const hash = z.instanceof(Uint8Array).refine(bytes => bytes.byteLength === HASH_BYTES, `expected ${HASH_BYTES} bytes`)
+const hash = bytesSchema(HASH_BYTES)
 const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
 const amount = z.number().nonnegative().finite().max(1e12)
-const timestamp = z.number().int().positive().max(8.64e15)
 
 /** What a stage used, as metered by the executor's sandbox and agent. */
 export const meteredResourcesSchema = z.strictObject({
@@ -54,8 +53,8 @@ export const stageOutcomeSchema = z.enum(['succeeded', 'failed', 'timed_out', 'o
 export const receiptBodySchema = z.strictObject({
   version: z.literal(RECEIPT_VERSION),
   jobId: z.string().regex(/^[0-9a-f]{32}$/, 'expected 32 lower-case hex digits'),
-  requester: peerIdText,
-  executor: peerIdText,
+  requester: peerIdSchema,
+  executor: peerIdSchema,
   stage: z.string().min(1).max(64),
   kind: z.enum(['agent', 'command']),
   outcome: stageOutcomeSchema,
@@ -64,8 +63,8 @@ export const receiptBodySchema = z.strictObject({
   /** Millicredits moved from the requester to the executor. */
   credits: count,
   resultHash: hash,
-  startedAt: timestamp,
-  finishedAt: timestamp
+  startedAt: timestampSchema,
+  finishedAt: timestampSchema
 }).refine(body => body.requester !== body.executor, 'requester and executor must differ')
   .refine(body => body.finishedAt >= body.startedAt, 'finishedAt must not be before startedAt')
 export type ReceiptBody = z.infer<typeof receiptBodySchema>
@@ -79,9 +78,9 @@ export interface Receipt {
 }
 
 const receiptSchema = z.strictObject({
-  body: z.instanceof(Uint8Array),
-  executorSignature: z.instanceof(Uint8Array).refine(bytes => bytes.byteLength === SIGNATURE_BYTES),
-  requesterSignature: z.instanceof(Uint8Array).refine(bytes => bytes.byteLength === SIGNATURE_BYTES).optional()
+  body: bytesSchema(),
+  executorSignature: bytesSchema(SIGNATURE_BYTES),
+  requesterSignature: bytesSchema(SIGNATURE_BYTES).optional()
 })
 
 /** Encodes and signs a receipt body as its executor. */

@@ -68,6 +68,12 @@ export async function createNetwork (init: NetworkInit): Promise<EmdxLibp2p> {
     privateKey: init.privateKey,
     datastore: init.datastore,
     addresses: { listen: [`${host}/tcp/${init.port}`] },
+    connectionManager: {
+      // Connections from this machine skip the per-host rate limit (5 a
+      // second by default): every node of a devnet shares one loopback host,
+      // and more than five joining at once would be reset.
+      allow: ['/ip4/127.0.0.0/ipcidr/8', '/ip6/::1/ipcidr/128']
+    },
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],

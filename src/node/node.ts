@@ -1,17 +1,27 @@
 import { LevelDatastore } from 'datastore-level'
+import { registerCapacityRoutes } from '../api/capacity-routes.js'
 import { startApiServer } from '../api/server.js'
 import { registerStatusRoutes } from '../api/status-routes.js'
+import { CapacityAdvertiser } from '../dht/advertiser.js'
+import { serveCapacity } from '../dht/capacity-protocol.js'
+import { Discovery } from '../dht/discovery.js'
+import { createCapacityValidator, selectCapacityRecord, SequenceRegistry } from '../dht/validator.js'
+import { createSigner } from '../records/signature.js'
+import { watchBootstrap } from './bootstrap-watch.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
-import { loadOrCreateIdentity } from './identity.js'
+import { loadOrCreateEncryptionKey, loadOrCreateIdentity } from './identity.js'
 import { createNetwork } from './libp2p.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
+import type { AdvertiserTiming, CapacitySnapshot } from '../dht/advertiser.js'
+import type { Signer } from '../records/signature.js'
 import type { NodeConfig } from './config.js'
 import type { RootDatabase } from './data-dir.js'
+import type { EncryptionKeyPair } from './identity.js'
 import type { EmdxLibp2p } from './libp2p.js'
 import type { Logger } from './logger.js'
-import type { PeerId } from '@libp2p/interface'
+import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
 
 /** What `GET /api/v1/status` returns. */
 export interface NodeStatus {
@@ -44,30 +54,66 @@ export interface NodeInit {
   logger: Logger
   /** Host of the HTTP API; loopback unless an API key protects it. */
   apiHost?: string
+  /**
+   * What this node offers the network right now. Undefined, or a source
+   * that returns undefined, means the node shares nothing.
+   */
+  capacity?: CapacitySource
+  /** Timing of capacity advertising; tests shorten it. */
+  advertiserTiming?: Partial<AdvertiserTiming>
+}
+
+/** The current capacity of this node and a way to hear when it changes. */
+export interface CapacitySource {
+  snapshot: () => CapacitySnapshot | undefined
+  onChange: (listener: () => void) => void
 }
 
 type StopStep = () => Promise<void>
 
+/** The parts of a running node, built in order by `EmdxNode.start`. */
+interface NodeParts {
+  config: NodeConfig
+  logger: Logger
+  database: RootDatabase
+  signer: Signer
+  encryptionKey: EncryptionKeyPair
+  libp2p: EmdxLibp2p
+  discovery: Discovery
+  advertiser?: CapacityAdvertiser
+  api: ApiServer
+  stopSteps: StopStep[]
+}
+
 /**
  * The composition root: one emdx-node with its data directory, identity,
- * libp2p node and HTTP API. `start` builds the parts in order and, when one
- * fails, stops the ones already started, so a failed start leaves nothing open.
+ * libp2p node, capacity advertising and discovery, and HTTP API. `start`
+ * builds the parts in order and, when one fails, stops the ones already
+ * started, so a failed start leaves nothing open.
  */
 export class EmdxNode {
   readonly config: NodeConfig
   readonly libp2p: EmdxLibp2p
   readonly database: RootDatabase
+  readonly signer: Signer
+  readonly encryptionKey: EncryptionKeyPair
+  readonly discovery: Discovery
+  readonly advertiser?: CapacityAdvertiser
   readonly api: ApiServer
   readonly startedAt: Date
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
-  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, api: ApiServer, stopSteps: StopStep[] }) {
+  private constructor (parts: NodeParts) {
     this.config = parts.config
     this.logger = parts.logger
-    this.libp2p = parts.libp2p
     this.database = parts.database
+    this.signer = parts.signer
+    this.encryptionKey = parts.encryptionKey
+    this.libp2p = parts.libp2p
+    this.discovery = parts.discovery
+    this.advertiser = parts.advertiser
     this.api = parts.api
     this.stopSteps = parts.stopSteps
     this.startedAt = new Date()
@@ -87,24 +133,13 @@ export class EmdxNode {
       if (identity.created) {
         logger.info({ file: identity.file }, 'created a new identity key')
       }
+      const encryptionKey = await loadOrCreateEncryptionKey(config.dataDir)
 
-      // datastore-level types its argument as a whole Level; a sublevel has the same API.
-      const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
-      const datastore = new LevelDatastore(sublevel as unknown as ConstructorParameters<typeof LevelDatastore>[0])
-      await datastore.open()
-      stopSteps.push(async () => { await datastore.close() })
+      const libp2p = await startLibp2p(init, database, identity.privateKey, stopSteps)
+      const signer = createSigner(identity.privateKey, libp2p.peerId.toString())
 
-      const libp2p = await createNetwork({
-        privateKey: identity.privateKey,
-        datastore,
-        listenHost: config.listenHost,
-        port: config.port,
-        bootstrap: config.bootstrap,
-        mdns: config.mdns
-      })
-      logPeerEvents(libp2p, init.logger.child({ component: 'network' }))
-      await startNetwork(libp2p, config)
-      stopSteps.push(async () => { await libp2p.stop() })
+      const discovery = new Discovery({ libp2p, logger: init.logger.child({ component: 'discovery' }) })
+      const advertiser = await startAdvertising(init, { libp2p, signer, database, encryptionKey }, stopSteps)
 
       let node: EmdxNode | undefined
       const api = await startApiServer({
@@ -116,12 +151,17 @@ export class EmdxNode {
             status: () => requireStarted(node).status(),
             peers: async () => await requireStarted(node).peers()
           })
+          registerCapacityRoutes(app, {
+            ownRecord: () => advertiser?.currentCapacityRecord(),
+            seenRecords: () => discovery.seenRecords(),
+            refresh: async (signal) => { await requireStarted(node).refreshNetworkView(signal) }
+          })
         }
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, libp2p, database, api, stopSteps })
-      logger.info({ peer: libp2p.peerId.toString(), api: api.url }, 'node started')
+      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, api, stopSteps })
+      logger.info({ peer: signer.peerId, api: api.url, sharing: advertiser !== undefined }, 'node started')
       return node
     } catch (err) {
       await runStopSteps(stopSteps, logger)
@@ -197,6 +237,14 @@ export class EmdxNode {
     }
   }
 
+  /**
+   * Looks for providers of any class, so that the network view of the API
+   * and the dashboard lists what the network offers now.
+   */
+  async refreshNetworkView (signal: AbortSignal): Promise<void> {
+    await this.discovery.find({ cpus: 0, memoryBytes: 0 }, { count: Number.MAX_SAFE_INTEGER, signal })
+  }
+
   /** Stops every part in reverse order of starting; safe to call twice. */
   async stop (): Promise<void> {
     this.stopping ??= (async () => {
@@ -206,6 +254,69 @@ export class EmdxNode {
     })()
     await this.stopping
   }
+}
+
+async function startLibp2p (init: NodeInit, database: RootDatabase, privateKey: Ed25519PrivateKey, stopSteps: StopStep[]): Promise<EmdxLibp2p> {
+  const { config } = init
+
+  // datastore-level types its argument as a whole Level; a sublevel has the same API.
+  const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
+  const datastore = new LevelDatastore(sublevel as unknown as ConstructorParameters<typeof LevelDatastore>[0])
+  await datastore.open()
+  stopSteps.push(async () => { await datastore.close() })
+
+  const sequences = new SequenceRegistry()
+  const libp2p = await createNetwork({
+    privateKey,
+    datastore,
+    listenHost: config.listenHost,
+    port: config.port,
+    bootstrap: config.bootstrap,
+    mdns: config.mdns,
+    validators: { emdx: createCapacityValidator({ sequences }) },
+    selectors: { emdx: selectCapacityRecord }
+  })
+  logPeerEvents(libp2p, init.logger.child({ component: 'network' }))
+  await startNetwork(libp2p, config)
+  stopSteps.push(async () => { await libp2p.stop() })
+  const stopWatching = watchBootstrap(libp2p, config.bootstrap, init.logger.child({ component: 'bootstrap' }))
+  stopSteps.push(async () => { stopWatching() })
+  return libp2p
+}
+
+const CAPACITY_SEQ_KEY = 'capacity-seq'
+
+async function startAdvertising (
+  init: NodeInit,
+  parts: { libp2p: EmdxLibp2p, signer: Signer, database: RootDatabase, encryptionKey: EncryptionKeyPair },
+  stopSteps: StopStep[]
+): Promise<CapacityAdvertiser | undefined> {
+  const logger = init.logger.child({ component: 'advertiser' })
+  const capacity = init.capacity
+  if (!init.config.share || capacity === undefined) {
+    return undefined
+  }
+
+  const store = parts.database.sublevel<string, string>('dht', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+  const advertiser = new CapacityAdvertiser({
+    libp2p: parts.libp2p,
+    signer: parts.signer,
+    logger,
+    encryptionKey: parts.encryptionKey.publicKey,
+    capacity: () => capacity.snapshot(),
+    // TODO: the head of this node's receipt chain, once the ledger exists.
+    receiptHead: () => null,
+    loadSeq: async () => Number(await store.get(CAPACITY_SEQ_KEY) ?? 0),
+    saveSeq: async (seq) => { await store.put(CAPACITY_SEQ_KEY, String(seq)) },
+    timing: init.advertiserTiming
+  })
+  capacity.onChange(() => { advertiser.capacityChanged() })
+
+  const stopServing = await serveCapacity({ libp2p: parts.libp2p, logger, currentRecord: () => advertiser.currentRecord() })
+  stopSteps.push(stopServing)
+  await advertiser.start()
+  stopSteps.push(async () => { await advertiser.stop() })
+  return advertiser
 }
 
 function requireStarted (node: EmdxNode | undefined): EmdxNode {

@@ -13,7 +13,7 @@ async function portIsFree (port: number): Promise<boolean> {
   })
 }
 
-/** A base port with `count` free ports from it on, for the devnet's APIs. */
+/** Finds a base port with `count` free ports from it on, for the devnet APIs. */
 async function freePortRange (count: number): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
     const base = 20_000 + Math.floor(Math.random() * 40_000)

@@ -5,6 +5,7 @@ import { silentLogger } from '../../src/node/logger.js'
 import { EmdxNode } from '../../src/node/node.js'
 import { makeTempDir } from './temp.js'
 import type { NodeConfig, SettingsInput } from '../../src/node/config.js'
+import type { NodeInit } from '../../src/node/node.js'
 
 const running = new Set<EmdxNode>()
 
@@ -24,11 +25,22 @@ export async function testConfig (options: TestNodeOptions = {}): Promise<NodeCo
   })
 }
 
+/** Parts of the node's construction a test may set, beside its settings. */
+export type TestNodeExtras = Omit<NodeInit, 'config' | 'logger'>
+
 /** Starts a real node on loopback; it is stopped after the test. */
-export async function startTestNode (options: TestNodeOptions = {}): Promise<EmdxNode> {
-  const node = await EmdxNode.start({ config: await testConfig(options), logger: silentLogger() })
+export async function startTestNode (options: TestNodeOptions = {}, extras: TestNodeExtras = {}): Promise<EmdxNode> {
+  const node = await startSharedNode(options, extras)
   running.add(node)
   return node
+}
+
+/**
+ * Starts a real node on loopback that outlives the test, for networks set up
+ * once per describe block; the caller stops it with stopTestNode.
+ */
+export async function startSharedNode (options: TestNodeOptions = {}, extras: TestNodeExtras = {}): Promise<EmdxNode> {
+  return await EmdxNode.start({ ...extras, config: await testConfig(options), logger: silentLogger() })
 }
 
 export async function stopTestNode (node: EmdxNode): Promise<void> {

@@ -1,0 +1,319 @@
+import { capacityKey, checkFreshness, openCapacityRecord } from './capacity-record.js'
+import { queryCapacity } from './capacity-protocol.js'
+import { classKeys, classLabel } from './classes.js'
+import { incompatibility, rankCandidates } from './ranking.js'
+import type { CapacityRecord } from './capacity-record.js'
+import type { CapabilityClass } from './classes.js'
+import type { Candidate, StageNeeds } from './ranking.js'
+import type { Logger } from '../node/logger.js'
+import type { KadDHT } from '@libp2p/kad-dht'
+import type { Libp2p, PeerId, PeerInfo } from '@libp2p/interface'
+
+/** What discovery needs to know of reputation; the reputation module implements it. */
+export interface TrustView {
+  /** Global trust of a peer, 0 to 1. */
+  trust: (peerId: string) => number
+  /** Peers never to send work to: proven cheaters, forkers, peers backed off after failures. */
+  isExcluded: (peerId: string) => boolean
+}
+
+/** Trusts every peer equally, for nodes without reputation data. */
+export const neutralTrust: TrustView = {
+  trust: () => 0.5,
+  isExcluded: () => false
+}
+
+export interface DiscoveryInit {
+  libp2p: Libp2p<{ dht: KadDHT }>
+  logger: Logger
+  trust?: TrustView
+  timing?: Partial<DiscoveryTiming>
+  now?: () => number
+}
+
+export interface DiscoveryTiming {
+  /** Time allowed for dialling a provider and reading its record. */
+  queryTimeoutMs: number
+  /** Time allowed for the DHT fallback when the direct query fails on a live connection. */
+  dhtGetTimeoutMs: number
+  /** Once enough providers are found, how long to wait for better ones. */
+  graceMs: number
+  /** First time a peer that failed to dial is skipped; doubles with each failure, up to maxUnreachableMs. */
+  unreachableMs: number
+  maxUnreachableMs: number
+}
+
+export const DEFAULT_DISCOVERY_TIMING: DiscoveryTiming = {
+  queryTimeoutMs: 3_000,
+  dhtGetTimeoutMs: 2_000,
+  graceMs: 50,
+  unreachableMs: 30_000,
+  maxUnreachableMs: 30 * 60_000
+}
+
+export interface FindOptions {
+  /** How many usable providers the caller wants. */
+  count: number
+  signal: AbortSignal
+}
+
+/** A record this node has fetched lately, for the network view of the API and dashboard. */
+export interface SeenRecord {
+  record: CapacityRecord
+  fetchedAt: number
+  rttMs: number
+}
+
+const MAX_SEEN_RECORDS = 1000
+
+/**
+ * Finds providers for a stage: asks the DHT for providers of the stage's
+ * capability class on every shard, fetches each provider's current record
+ * (direct query first, the DHT copy when the peer does not serve the query),
+ * drops expired, full, incompatible, excluded and unreachable ones, and ranks
+ * the rest. Records are fetched in parallel as providers arrive, so a stale
+ * provider entry costs one failed dial, not a wait for others; a peer that
+ * failed to dial is skipped without dialling until its back-off ends.
+ */
+export class Discovery {
+  private readonly init: DiscoveryInit
+  private readonly timing: DiscoveryTiming
+  private readonly logger: Logger
+  private readonly trust: TrustView
+  private readonly now: () => number
+  private readonly unreachable = new Map<string, { failures: number, until: number }>()
+  private readonly seen = new Map<string, SeenRecord>()
+  /** Counters for metrics: capacity queries sent, dials that failed, providers skipped without a dial. */
+  readonly stats = { queries: 0, failedDials: 0, skippedUnreachable: 0, skippedExcluded: 0 }
+
+  constructor (init: DiscoveryInit) {
+    this.init = init
+    this.timing = { ...DEFAULT_DISCOVERY_TIMING, ...init.timing }
+    this.logger = init.logger
+    this.trust = init.trust ?? neutralTrust
+    this.now = init.now ?? Date.now
+  }
+
+  /** The class to search for a stage: the most specific thing it needs. */
+  static classFor (needs: StageNeeds): CapabilityClass {
+    if (needs.agent !== undefined) {
+      return { kind: 'agent', agent: needs.agent }
+    }
+    if (needs.minIsolation !== undefined) {
+      return { kind: 'isolation', isolation: needs.minIsolation }
+    }
+    return { kind: 'any' }
+  }
+
+  /**
+   * Returns usable providers for the stage, best first. It stops when it has
+   * `count` of them and a short grace period has passed, when every shard
+   * query has ended, or when the signal aborts; it may return fewer.
+   */
+  async find (needs: StageNeeds, options: FindOptions): Promise<Candidate[]> {
+    const capability = Discovery.classFor(needs)
+    const search = new ProviderSearch(this, needs, options)
+    const keys = await classKeys(capability)
+    this.logger.debug({ class: classLabel(capability), count: options.count }, 'looking for providers')
+
+    const candidates = await search.run(keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal: search.signal })))
+    return rankCandidates(candidates)
+  }
+
+  /** Records fetched lately, newest first. */
+  seenRecords (): SeenRecord[] {
+    const now = this.now()
+    return [...this.seen.values()]
+      .filter(seen => seen.record.expiresAt > now)
+      .sort((a, b) => b.fetchedAt - a.fetchedAt)
+  }
+
+  /** Marks a peer unreachable after a failed dial; it is skipped until its back-off ends. */
+  markUnreachable (peerId: string): void {
+    const previous = this.unreachable.get(peerId)
+    const failures = (previous?.failures ?? 0) + 1
+    const delay = Math.min(this.timing.unreachableMs * 2 ** (failures - 1), this.timing.maxUnreachableMs)
+    this.unreachable.set(peerId, { failures, until: this.now() + delay })
+  }
+
+  isUnreachable (peerId: string): boolean {
+    const entry = this.unreachable.get(peerId)
+    return entry !== undefined && entry.until > this.now()
+  }
+
+  /** Returns why a provider is skipped before any dial, or undefined to fetch its record. */
+  skipReason (peerId: string): string | undefined {
+    if (peerId === this.init.libp2p.peerId.toString()) {
+      return 'self'
+    }
+    if (this.trust.isExcluded(peerId)) {
+      return 'excluded'
+    }
+    if (this.isUnreachable(peerId)) {
+      return 'unreachable'
+    }
+    return undefined
+  }
+
+  /** Fetches a provider's current record; undefined when it cannot be had. */
+  async fetchRecord (provider: PeerInfo, signal: AbortSignal): Promise<{ record: CapacityRecord, rttMs: number } | undefined> {
+    const peerId = provider.id.toString()
+    if (provider.multiaddrs.length > 0) {
+      await this.init.libp2p.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs }).catch(() => {})
+    }
+
+    this.stats.queries++
+    const querySignal = AbortSignal.any([signal, AbortSignal.timeout(this.timing.queryTimeoutMs)])
+    try {
+      const { record, elapsedMs } = await queryCapacity(this.init.libp2p, provider.id, { signal: querySignal, now: this.now() })
+      this.unreachable.delete(peerId)
+      this.remember(record, elapsedMs)
+      return { record, rttMs: elapsedMs }
+    } catch (err) {
+      if (signal.aborted) {
+        return undefined
+      }
+      if (this.init.libp2p.getConnections(provider.id).length === 0) {
+        this.stats.failedDials++
+        this.markUnreachable(peerId)
+        this.logger.debug({ peer: peerId, err }, 'provider is unreachable; skipping it')
+        return undefined
+      }
+      this.logger.debug({ peer: peerId, err }, 'direct capacity query failed; trying the DHT record')
+    }
+    return await this.fetchFromDht(provider.id, signal)
+  }
+
+  private async fetchFromDht (peer: PeerId, signal: AbortSignal): Promise<{ record: CapacityRecord, rttMs: number } | undefined> {
+    const started = performance.now()
+    const getSignal = AbortSignal.any([signal, AbortSignal.timeout(this.timing.dhtGetTimeoutMs)])
+    try {
+      for await (const event of this.init.libp2p.services.dht.get(capacityKey(peer.toString()), { signal: getSignal })) {
+        if (event.name !== 'VALUE') {
+          continue
+        }
+        const record = openCapacityRecord(event.value)
+        checkFreshness(record, this.now())
+        if (record.peerId === peer.toString()) {
+          const rttMs = performance.now() - started
+          this.remember(record, rttMs)
+          return { record, rttMs }
+        }
+      }
+    } catch (err) {
+      this.logger.debug({ peer: peer.toString(), err }, 'no usable DHT record for the provider')
+    }
+    return undefined
+  }
+
+  private remember (record: CapacityRecord, rttMs: number): void {
+    this.seen.delete(record.peerId)
+    this.seen.set(record.peerId, { record, fetchedAt: this.now(), rttMs })
+    if (this.seen.size > MAX_SEEN_RECORDS) {
+      const oldest = this.seen.keys().next().value
+      if (oldest !== undefined) {
+        this.seen.delete(oldest)
+      }
+    }
+  }
+
+  countSkip (reason: string): void {
+    if (reason === 'unreachable') {
+      this.stats.skippedUnreachable++
+    } else if (reason === 'excluded') {
+      this.stats.skippedExcluded++
+    }
+  }
+
+  trustOf (peerId: string): number {
+    return this.trust.trust(peerId)
+  }
+
+  get graceMs (): number {
+    return this.timing.graceMs
+  }
+}
+
+/** One search: merges the shard queries, fetches records in parallel and decides when to stop. */
+class ProviderSearch {
+  private readonly discovery: Discovery
+  private readonly needs: StageNeeds
+  private readonly count: number
+  private readonly controller = new AbortController()
+  private readonly considered = new Set<string>()
+  private readonly usable: Array<Omit<Candidate, 'score'>> = []
+  private readonly fetches = new Set<Promise<void>>()
+  private graceTimer?: NodeJS.Timeout
+  private finish!: () => void
+  readonly signal: AbortSignal
+
+  constructor (discovery: Discovery, needs: StageNeeds, options: FindOptions) {
+    this.discovery = discovery
+    this.needs = needs
+    this.count = options.count
+    this.signal = AbortSignal.any([options.signal, this.controller.signal])
+  }
+
+  async run (queries: Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>): Promise<Array<Omit<Candidate, 'score'>>> {
+    const finished = new Promise<void>(resolve => { this.finish = resolve })
+    this.signal.addEventListener('abort', () => { this.finish() }, { once: true })
+
+    const shardQueries = Promise.all(queries.map(async query => { await this.drain(query) }))
+    const allDone = shardQueries.then(async () => {
+      while (this.fetches.size > 0) {
+        await Promise.all([...this.fetches])
+      }
+    })
+    void allDone.then(() => { this.finish() })
+
+    await finished
+    clearTimeout(this.graceTimer)
+    this.controller.abort()
+    await allDone
+    return this.usable
+  }
+
+  private async drain (query: AsyncIterable<{ name: string, providers?: PeerInfo[] }>): Promise<void> {
+    try {
+      for await (const event of query) {
+        if (event.name === 'PROVIDER' && event.providers !== undefined) {
+          event.providers.forEach(provider => { this.consider(provider) })
+        }
+      }
+    } catch {
+      // An aborted or failed shard query ends; the others go on.
+    }
+  }
+
+  private consider (provider: PeerInfo): void {
+    const peerId = provider.id.toString()
+    if (this.considered.has(peerId) || this.signal.aborted) {
+      return
+    }
+    this.considered.add(peerId)
+    const skip = this.discovery.skipReason(peerId)
+    if (skip !== undefined) {
+      this.discovery.countSkip(skip)
+      return
+    }
+
+    const fetch = this.evaluate(provider).finally(() => { this.fetches.delete(fetch) })
+    this.fetches.add(fetch)
+  }
+
+  private async evaluate (provider: PeerInfo): Promise<void> {
+    const fetched = await this.discovery.fetchRecord(provider, this.signal)
+    if (fetched === undefined || this.signal.aborted) {
+      return
+    }
+    if (incompatibility(fetched.record, this.needs) !== undefined) {
+      return
+    }
+
+    const peerId = provider.id.toString()
+    this.usable.push({ peerId, record: fetched.record, rttMs: fetched.rttMs, trust: this.discovery.trustOf(peerId) })
+    if (this.usable.length >= this.count && this.graceTimer === undefined) {
+      this.graceTimer = setTimeout(() => { this.finish() }, this.discovery.graceMs)
+    }
+  }
+}
