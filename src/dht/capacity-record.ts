@@ -30,9 +30,9 @@ export const CAPACITY_KEY_PREFIX = '/emdx/cap/'
 /**
  * How isolated a stage is from the host: `gvisor` (a user-space kernel,
  * Docker with runsc), `container` (Docker with runc: namespaces, seccomp,
- * no capabilities) or `namespace` (bubblewrap: namespaces and resource limits).
+ * no capabilities) or `namespaces` (bubblewrap: namespaces and resource limits).
  */
-export const isolationSchema = z.enum(['gvisor', 'container', 'namespace'])
+export const isolationSchema = z.enum(['gvisor', 'container', 'namespaces'])
 export type Isolation = z.infer<typeof isolationSchema>
 
 export const runtimeSchema = z.enum(['runsc', 'runc', 'bwrap'])

@@ -1,3 +1,5 @@
+import { setMaxListeners } from 'node:events'
+import { peerIdFromString } from '@libp2p/peer-id'
 import { capacityKey, checkFreshness, openCapacityRecord } from './capacity-record.js'
 import { queryCapacity } from './capacity-protocol.js'
 import { classKeys, classLabel } from './classes.js'
@@ -65,6 +67,7 @@ export interface SeenRecord {
 }
 
 const MAX_SEEN_RECORDS = 1000
+const RECENTLY_SEEN_MS = 60_000
 
 /**
  * Finds providers for a stage: asks the DHT for providers of the stage's
@@ -116,8 +119,26 @@ export class Discovery {
     const keys = await classKeys(capability)
     this.logger.debug({ class: classLabel(capability), count: options.count }, 'looking for providers')
 
-    const candidates = await search.run(keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal: search.signal })))
+    const known = this.recentlySeenProviders()
+    const candidates = await search.run(known, keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal: search.signal })))
     return rankCandidates(candidates)
+  }
+
+  /**
+   * Providers whose record was fetched within the last minute. A search asks
+   * them at once, beside the DHT queries, because a provider seen a moment
+   * ago is the likeliest to still be there; its record is fetched anew.
+   */
+  private recentlySeenProviders (): PeerInfo[] {
+    const since = this.now() - RECENTLY_SEEN_MS
+    return this.seenRecords()
+      .filter(seen => seen.fetchedAt >= since)
+      .map(seen => ({ id: peerIdFromString(seen.record.peerId), multiaddrs: [] }))
+  }
+
+  /** Forgets the records fetched so far, so that the next search relies on the DHT alone. */
+  forgetSeenRecords (): void {
+    this.seen.clear()
   }
 
   /** Records fetched lately, newest first. */
@@ -217,6 +238,11 @@ export class Discovery {
     }
   }
 
+  /** Logs a step of a search at trace level, with the time since the search started. */
+  trace (fields: Record<string, unknown>, message: string): void {
+    this.logger.trace(fields, message)
+  }
+
   countSkip (reason: string): void {
     if (reason === 'unreachable') {
       this.stats.skippedUnreachable++
@@ -245,6 +271,7 @@ class ProviderSearch {
   private readonly fetches = new Set<Promise<void>>()
   private graceTimer?: NodeJS.Timeout
   private finish!: () => void
+  private readonly started = performance.now()
   readonly signal: AbortSignal
 
   constructor (discovery: Discovery, needs: StageNeeds, options: FindOptions) {
@@ -252,11 +279,14 @@ class ProviderSearch {
     this.needs = needs
     this.count = options.count
     this.signal = AbortSignal.any([options.signal, this.controller.signal])
+    // Every shard query and record fetch listens on this signal.
+    setMaxListeners(Infinity, this.signal)
   }
 
-  async run (queries: Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>): Promise<Array<Omit<Candidate, 'score'>>> {
+  async run (known: PeerInfo[], queries: Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>): Promise<Array<Omit<Candidate, 'score'>>> {
     const finished = new Promise<void>(resolve => { this.finish = resolve })
     this.signal.addEventListener('abort', () => { this.finish() }, { once: true })
+    known.forEach(provider => { this.consider(provider) })
 
     const shardQueries = Promise.all(queries.map(async query => { await this.drain(query) }))
     const allDone = shardQueries.then(async () => {
@@ -268,9 +298,11 @@ class ProviderSearch {
 
     await finished
     clearTimeout(this.graceTimer)
+    // Shard queries and record fetches still under way end on this abort;
+    // they catch their own errors, so nothing waits for them to unwind.
     this.controller.abort()
-    await allDone
-    return this.usable
+    void allDone.catch(() => {})
+    return [...this.usable]
   }
 
   private async drain (query: AsyncIterable<{ name: string, providers?: PeerInfo[] }>): Promise<void> {
@@ -291,6 +323,7 @@ class ProviderSearch {
       return
     }
     this.considered.add(peerId)
+    this.discovery.trace({ peer: peerId, elapsedMs: Math.round(performance.now() - this.started) }, 'found a provider')
     const skip = this.discovery.skipReason(peerId)
     if (skip !== undefined) {
       this.discovery.countSkip(skip)
@@ -306,6 +339,7 @@ class ProviderSearch {
     if (fetched === undefined || this.signal.aborted) {
       return
     }
+    this.discovery.trace({ peer: provider.id.toString(), elapsedMs: Math.round(performance.now() - this.started), rttMs: Math.round(fetched.rttMs) }, 'fetched a provider record')
     if (incompatibility(fetched.record, this.needs) !== undefined) {
       return
     }

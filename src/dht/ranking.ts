@@ -26,7 +26,7 @@ export interface Candidate {
   score: number
 }
 
-const isolationStrength: Record<Isolation, number> = { namespace: 0, container: 1, gvisor: 2 }
+const isolationStrength: Record<Isolation, number> = { namespaces: 0, container: 1, gvisor: 2 }
 
 /**
  * Returns why a provider cannot run the stage, or undefined when it can.
