@@ -75,3 +75,17 @@ async function readPid (dataDir: string): Promise<number | undefined> {
     return undefined
   }
 }
+
+/** A part of the root database with text keys and text values. */
+export function textSublevel (database: RootDatabase, name: string) {
+  return database.sublevel<string, string>(name, { keyEncoding: 'utf8', valueEncoding: 'utf8' })
+}
+
+export type TextSublevel = ReturnType<typeof textSublevel>
+
+/** A part of the root database with text keys and binary values. */
+export function binarySublevel (database: RootDatabase, name: string) {
+  return database.sublevel<string, Uint8Array>(name, { keyEncoding: 'utf8', valueEncoding: 'view' })
+}
+
+export type BinarySublevel = ReturnType<typeof binarySublevel>

@@ -1,0 +1,487 @@
+import { mkdir, rm, writeFile } from 'node:fs/promises'
+import path from 'node:path'
+import { creditsFor, issueReceipt, verifyReceipt } from '../credits/receipt.js'
+import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
+import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
+import { sha256 } from '../records/hash.js'
+import { StageChannel, StageProtocolError } from './channel.js'
+import { chunkSchema, countersignedSchema, MAX_MESSAGE_BYTES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { ChunkOpener, seal, SealError } from './sealing.js'
+import type { Price, Receipt, ReceiptBody } from '../credits/receipt.js'
+import type { Logger } from '../node/logger.js'
+import type { Signer } from '../records/signature.js'
+import type { CapacityLeases, Lease } from './leases.js'
+import type { Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
+import type { ReplayGuard } from './replay-guard.js'
+import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from './runner.js'
+import type { EncryptionKeyPair } from '../node/identity.js'
+import type { Libp2p, Stream } from '@libp2p/interface'
+
+
+/** Decides whether a requester may buy this job: trust and credit. */
+export interface AdmissionPolicy {
+  check: (requester: string, offer: Offer, price: Price) => Promise<{ reason: 'credit' | 'distrusted', message: string } | undefined>
+}
+
+/** Where an executor's and a requester's finished receipts go: the ledger. */
+export interface ReceiptSink {
+  record: (receipt: Receipt, role: 'executor' | 'requester') => Promise<void>
+}
+
+export interface ExecutorTiming {
+  offerTimeoutMs: number
+  /** Time the requester has to send the whole payload after the accept. */
+  leaseMs: number
+  heartbeatMs: number
+  /** Progress lines are batched and sent at most this often. */
+  progressFlushMs: number
+  countersignTimeoutMs: number
+}
+
+export const DEFAULT_EXECUTOR_TIMING: ExecutorTiming = {
+  offerTimeoutMs: 5_000,
+  leaseMs: 60_000,
+  heartbeatMs: 2_000,
+  progressFlushMs: 250,
+  countersignTimeoutMs: 30_000
+}
+
+export interface ExecutorServiceInit {
+  libp2p: Libp2p
+  logger: Logger
+  runner: StageRunner
+  leases: CapacityLeases
+  replay: ReplayGuard
+  signer: Signer
+  encryptionKey: EncryptionKeyPair
+  price: () => Price
+  /** Images and agents this executor runs; offers asking for others are rejected. */
+  images: string[]
+  agents: string[]
+  admission?: AdmissionPolicy
+  receipts?: ReceiptSink
+  /** Folder for the input archives of running jobs. */
+  workDir: string
+  maxPayloadBytes?: number
+  maxStreamsPerPeer?: number
+  timing?: Partial<ExecutorTiming>
+}
+
+/** Counters of what the executor did, for metrics and tests. */
+export interface ExecutorStats {
+  offers: number
+  accepted: number
+  rejected: Partial<Record<RejectReason, number>>
+  completed: number
+  violations: Partial<Record<string, number>>
+  cancelledByRequester: number
+}
+
+const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
+const DEFAULT_MAX_STREAMS_PER_PEER = 4
+/** Offers from one connection handled at once; libp2p resets streams beyond it. */
+const MAX_INBOUND_STAGE_STREAMS = 256
+
+/** A stage protocol failure that the executor answers with a reject before resetting. */
+class JobRejected extends Error {
+  readonly reason: RejectReason
+  readonly retryAfterMs: number
+
+  constructor (reason: RejectReason, message: string, retryAfterMs = 0) {
+    super(message)
+    this.reason = reason
+    this.retryAfterMs = retryAfterMs
+  }
+}
+
+/**
+ * The executor's side of `/emdx/stage/1.0.0`. For each offer it checks the
+ * offer, the requester and its own capacity, takes a lease, receives and
+ * opens the sealed payload, runs the stage in the sandbox while sending
+ * progress and heartbeats, seals the result to the requester, and exchanges
+ * the receipt. The lease is released and the input removed on every path.
+ */
+export class ExecutorService {
+  readonly stats: ExecutorStats = { offers: 0, accepted: 0, rejected: {}, completed: 0, violations: {}, cancelledByRequester: 0 }
+  private readonly init: ExecutorServiceInit
+  private readonly timing: ExecutorTiming
+  private readonly logger: Logger
+  private readonly streamsByPeer = new Map<string, number>()
+  private readonly running = new Map<string, AbortController>()
+  private readonly handlers = new Set<Promise<void>>()
+  private stopping = false
+
+  constructor (init: ExecutorServiceInit) {
+    this.init = init
+    this.timing = { ...DEFAULT_EXECUTOR_TIMING, ...init.timing }
+    this.logger = init.logger
+  }
+
+  async start (): Promise<void> {
+    await mkdir(this.init.workDir, { recursive: true, mode: 0o700 })
+    await this.init.libp2p.handle(STAGE_PROTOCOL, (stream, connection) => {
+      const handling = this.handle(stream, connection.remotePeer.toString()).finally(() => { this.handlers.delete(handling) })
+      this.handlers.add(handling)
+    }, { maxInboundStreams: MAX_INBOUND_STAGE_STREAMS, runOnLimitedConnection: false })
+  }
+
+  /** Stops taking offers, cancels running stages and waits for every job to end. */
+  async stop (): Promise<void> {
+    this.stopping = true
+    await this.init.libp2p.unhandle(STAGE_PROTOCOL)
+    for (const controller of this.running.values()) {
+      controller.abort(new Error('the node is shutting down'))
+    }
+    await Promise.allSettled([...this.handlers])
+  }
+
+  private async handle (stream: Stream, peer: string): Promise<void> {
+    const channel = new StageChannel(stream)
+    const active = (this.streamsByPeer.get(peer) ?? 0) + 1
+    this.streamsByPeer.set(peer, active)
+    let jobId: string | undefined
+    let lease: Lease | undefined
+
+    try {
+      const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
+      jobId = offer.jobId
+      this.stats.offers++
+      if (active > (this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER)) {
+        throw new JobRejected('busy', `this executor runs at most ${this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER} jobs of one requester at a time`, 5_000)
+      }
+      lease = await this.admit(peer, offer)
+      await this.runJob(channel, peer, offer, lease)
+    } catch (err) {
+      await this.fail(channel, peer, jobId, err)
+    } finally {
+      if (lease !== undefined) {
+        this.init.leases.release(lease.jobId)
+      }
+      this.streamsByPeer.set(peer, (this.streamsByPeer.get(peer) ?? 1) - 1)
+      if (this.streamsByPeer.get(peer) === 0) {
+        this.streamsByPeer.delete(peer)
+      }
+    }
+  }
+
+  /** Checks an offer and reserves capacity for it; throws JobRejected otherwise. */
+  private async admit (peer: string, offer: Offer): Promise<Lease> {
+    if (this.stopping) {
+      throw new JobRejected('shutting-down', 'this executor is shutting down', 30_000)
+    }
+    if (offer.version !== PROTOCOL_VERSION) {
+      throw new JobRejected('incompatible', `this executor speaks stage protocol version ${PROTOCOL_VERSION}, not ${offer.version}`)
+    }
+    if (offer.needs.image !== undefined && !this.init.images.includes(offer.needs.image)) {
+      throw new JobRejected('incompatible', `this executor does not run the image ${offer.needs.image}`)
+    }
+    if (offer.kind === 'agent' && (this.init.agents.length === 0 || (offer.needs.agent !== undefined && !this.init.agents.includes(offer.needs.agent)))) {
+      throw new JobRejected('incompatible', `this executor does not offer the agent ${offer.needs.agent ?? '(any)'}`)
+    }
+    if (offer.payload.bytes > (this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES)) {
+      throw new JobRejected('payload', `the payload of ${offer.payload.bytes} bytes is over this executor's limit of ${this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES}`)
+    }
+
+    const refusal = await this.init.admission?.check(peer, offer, this.init.price())
+    if (refusal !== undefined) {
+      throw new JobRejected(refusal.reason, refusal.message, refusal.reason === 'credit' ? 600_000 : 0)
+    }
+
+    const lease = this.init.leases.tryReserve(offer.jobId, peer, offer.needs.cpus, offer.needs.memoryBytes)
+    if (lease === undefined) {
+      const free = this.init.leases.free()
+      throw new JobRejected('full', `this executor has ${free.cpus} free CPUs and ${free.memoryBytes} bytes of free memory`, this.retryAfterFull())
+    }
+    if (!await this.init.replay.claim('job', offer.jobId)) {
+      this.init.leases.release(offer.jobId)
+      throw new JobRejected('replayed', `job ${offer.jobId} was offered here before`)
+    }
+    return lease
+  }
+
+  /** A guess at when capacity frees up: the heartbeat interval times the running jobs, 2 to 30 s. */
+  private retryAfterFull (): number {
+    return Math.min(30_000, Math.max(2_000, this.running.size * this.timing.heartbeatMs))
+  }
+
+  private async runJob (channel: StageChannel, peer: string, offer: Offer, lease: Lease): Promise<void> {
+    const price = this.init.price()
+    await channel.write({ type: 'accept', jobId: offer.jobId, price, heartbeatMs: this.timing.heartbeatMs, leaseMs: this.timing.leaseMs })
+    this.stats.accepted++
+    const logger = this.logger.child({ job: offer.jobId, peer })
+    logger.info({ kind: offer.kind, stage: offer.stage, cpus: lease.cpus }, 'accepted a stage')
+
+    const payload = await this.receivePayload(channel, offer)
+    const startedAt = Date.now()
+    const result = await this.execute(channel, offer, lease, payload, logger)
+    const finishedAt = Math.max(startedAt, Date.now())
+
+    const resultBytes = encodeCanonical(toResultPayload(result))
+    const sealed = seal(resultBytes, offer.requesterKey, { jobId: offer.jobId, purpose: 'result' })
+    await channel.write({ type: 'seal', purpose: 'result', ...sealed.header })
+    for (const [index, data] of sealed.chunks.entries()) {
+      await channel.write({ type: 'chunk', index, data })
+    }
+
+    const receipt = issueReceipt(this.receiptBody(peer, offer, price, result, sha256(resultBytes), startedAt, finishedAt), this.init.signer)
+    await channel.write({ type: 'receipt', receipt })
+    const countersigned = await this.awaitCountersignature(channel, receipt)
+    await this.init.receipts?.record(countersigned, 'executor')
+    await channel.close().catch(() => {})
+    this.stats.completed++
+    logger.info({ outcome: result.outcome, wallMs: Math.round(result.metrics.wallTimeMs) }, 'finished a stage')
+  }
+
+  /** Receives the sealed payload; only this node's key opens it, and it must hash to the offer's hash. */
+  private async receivePayload (channel: StageChannel, offer: Offer): Promise<StagePayload> {
+    const header = await channel.read({ seal: { schema: sealMessageSchema, maxBytes: MAX_MESSAGE_BYTES.seal } }, this.timing.leaseMs)
+    if (header.purpose !== 'payload' || header.totalBytes !== offer.payload.bytes) {
+      throw new JobRejected('payload', `the payload header does not match the offer (${header.totalBytes} bytes, offered ${offer.payload.bytes})`)
+    }
+    if (!await this.init.replay.claim('key', Buffer.from(header.ephemeralKey).toString('hex'))) {
+      throw new JobRejected('replayed', 'the payload reuses a key of an earlier payload')
+    }
+
+    let opener: ChunkOpener
+    try {
+      opener = new ChunkOpener(header, this.init.encryptionKey.secretKey, { jobId: offer.jobId, purpose: 'payload' }, offer.payload.bytes)
+    } catch (err) {
+      throw new JobRejected('payload', (err as Error).message)
+    }
+    const deadline = AbortSignal.timeout(this.timing.leaseMs)
+    while (!opener.complete) {
+      const chunk = await channel.read({ chunk: { schema: chunkSchema, maxBytes: MAX_MESSAGE_BYTES.chunk } }, this.timing.leaseMs, deadline)
+      try {
+        opener.open(chunk.data)
+      } catch (err) {
+        throw new JobRejected('payload', (err as Error).message)
+      }
+    }
+
+    const plaintext = opener.finish()
+    if (!bytesEqual(sha256(plaintext), offer.payload.hash)) {
+      throw new JobRejected('payload', 'the payload does not match the hash in the offer')
+    }
+    let decoded: unknown
+    try {
+      decoded = decodeCanonical(plaintext, offer.payload.bytes)
+    } catch (err) {
+      throw new JobRejected('payload', `the payload is not valid: ${(err as Error).message}`)
+    }
+    const parsed = payloadSchema.safeParse(decoded)
+    if (!parsed.success || parsed.data.kind !== offer.kind) {
+      throw new JobRejected('payload', `the payload is not a valid ${offer.kind} stage`)
+    }
+    return parsed.data
+  }
+
+  /** Runs the stage, forwarding progress and heartbeats, and cancels it if the requester goes away. */
+  private async execute (channel: StageChannel, offer: Offer, lease: Lease, payload: StagePayload, logger: Logger): Promise<RunnerResult> {
+    const controller = new AbortController()
+    this.running.set(offer.jobId, controller)
+    const onClose = (): void => {
+      if (!controller.signal.aborted) {
+        this.stats.cancelledByRequester++
+        logger.info('the requester went away; cancelling the stage')
+        controller.abort(new Error('the requester closed the stream'))
+      }
+    }
+    channel.stream.addEventListener('close', onClose)
+    const inputPath = payload.workspace === undefined ? undefined : await this.writeInput(offer.jobId, payload.workspace)
+
+    const forwarder = new ProgressForwarder(channel, this.timing, logger)
+    try {
+      const spec: RunnerSpec = {
+        jobId: offer.jobId,
+        image: payload.kind === 'command' ? payload.image ?? offer.needs.image : offer.needs.image,
+        command: payload.kind === 'command' ? payload.command : undefined,
+        agent: payload.kind === 'agent' ? { prompt: payload.prompt, model: payload.model } : undefined,
+        input: inputPath === undefined ? undefined : { archivePath: inputPath },
+        env: payload.kind === 'command' ? payload.env : undefined,
+        limits: { timeoutMs: offer.timeoutMs, memoryBytes: lease.memoryBytes, cpus: lease.cpus },
+        signal: controller.signal
+      }
+      const run = await this.init.runner.start(spec)
+      forwarder.start()
+      for await (const event of run.progress) {
+        forwarder.add(event)
+      }
+      const result = await run.result
+      await forwarder.stop()
+      return result
+    } finally {
+      await forwarder.stop()
+      channel.stream.removeEventListener('close', onClose)
+      this.running.delete(offer.jobId)
+      if (inputPath !== undefined) {
+        await rm(path.dirname(inputPath), { recursive: true, force: true })
+      }
+    }
+  }
+
+  private async writeInput (jobId: string, archive: Uint8Array): Promise<string> {
+    const dir = path.join(this.init.workDir, jobId)
+    await mkdir(dir, { recursive: true, mode: 0o700 })
+    const file = path.join(dir, 'input.tar')
+    await writeFile(file, archive, { mode: 0o600 })
+    return file
+  }
+
+  private receiptBody (peer: string, offer: Offer, price: Price, result: RunnerResult, resultHash: Uint8Array, startedAt: number, finishedAt: number): ReceiptBody {
+    const resources = {
+      cpuSeconds: result.metrics.cpuSeconds,
+      wallSeconds: result.metrics.wallTimeMs / 1000,
+      peakMemoryBytes: result.metrics.peakMemoryBytes,
+      agentInputTokens: result.agent?.usage.inputTokens ?? 0,
+      agentOutputTokens: result.agent?.usage.outputTokens ?? 0,
+      agentCostUsd: result.agent?.usage.costUsd ?? 0
+    }
+    return {
+      version: 1,
+      jobId: offer.jobId,
+      requester: peer,
+      executor: this.init.signer.peerId,
+      stage: offer.stage,
+      kind: offer.kind,
+      outcome: result.outcome,
+      resources,
+      price,
+      credits: Math.min(creditsFor(resources, price), offer.maxCredits),
+      resultHash,
+      startedAt,
+      finishedAt
+    }
+  }
+
+  private async awaitCountersignature (channel: StageChannel, receipt: Receipt): Promise<Receipt> {
+    const message = await channel.read({ countersigned: { schema: countersignedSchema, maxBytes: MAX_MESSAGE_BYTES.receipt } }, this.timing.countersignTimeoutMs)
+    const returned: Receipt = message.receipt
+    if (!bytesEqual(returned.body, receipt.body) || !bytesEqual(returned.executorSignature, receipt.executorSignature)) {
+      throw new StageProtocolError('garbage', 'the countersigned receipt is not the receipt this executor issued')
+    }
+    verifyReceipt(returned, { countersigned: true })
+    return returned
+  }
+
+  /** Answers a failed job with a reject when the stream still allows it, then resets it. */
+  private async fail (channel: StageChannel, peer: string, jobId: string | undefined, err: unknown): Promise<void> {
+    if (err instanceof JobRejected) {
+      this.stats.rejected[err.reason] = (this.stats.rejected[err.reason] ?? 0) + 1
+      this.logger.info({ peer, job: jobId, reason: err.reason }, `rejected a stage offer: ${err.message}`)
+      if (jobId !== undefined) {
+        try {
+          await channel.write({ type: 'reject', jobId, reason: err.reason, message: err.message.slice(0, 256), retryAfterMs: err.retryAfterMs }, AbortSignal.timeout(2_000))
+          await channel.close(AbortSignal.timeout(2_000))
+          return
+        } catch {
+          // The requester is gone; the reset below ends the stream.
+        }
+      }
+      channel.abort(err)
+      return
+    }
+
+    if (err instanceof StageProtocolError) {
+      this.stats.violations[err.violation] = (this.stats.violations[err.violation] ?? 0) + 1
+      this.logger.warn({ peer, job: jobId, violation: err.violation }, `reset a stage stream: ${err.message}`)
+    } else if (err instanceof SealError) {
+      this.stats.violations.seal = (this.stats.violations.seal ?? 0) + 1
+      this.logger.warn({ peer, job: jobId }, `reset a stage stream: ${err.message}`)
+    } else {
+      this.logger.error({ peer, job: jobId, err }, 'a stage failed on this executor')
+    }
+    channel.abort(err as Error)
+  }
+}
+
+/**
+ * Batches progress lines into messages and sends a heartbeat whenever
+ * nothing else went out for a heartbeat interval. Lines beyond what one flush
+ * may carry are dropped and counted, so a chatty stage cannot flood the
+ * requester.
+ */
+class ProgressForwarder {
+  private readonly channel: StageChannel
+  private readonly timing: ExecutorTiming
+  private readonly logger: Logger
+  private lines: Array<{ stream: 'stdout' | 'stderr', line: string }> = []
+  private dropped = 0
+  private state?: 'preparing' | 'running' | 'finishing' | 'finished'
+  private lastSent = Date.now()
+  private timer?: NodeJS.Timeout
+  private sending: Promise<void> = Promise.resolve()
+  private stopped = false
+
+  constructor (channel: StageChannel, timing: ExecutorTiming, logger: Logger) {
+    this.channel = channel
+    this.timing = timing
+    this.logger = logger
+  }
+
+  start (): void {
+    this.timer = setInterval(() => { this.flush() }, this.timing.progressFlushMs)
+  }
+
+  add (event: RunnerProgress): void {
+    if (event.type === 'state') {
+      this.state = event.state
+    } else if (event.type === 'dropped') {
+      this.dropped += event.lines
+    } else if (this.lines.length < 20) {
+      this.lines.push({ stream: event.stream, line: event.line.slice(0, 1024) })
+    } else {
+      this.dropped++
+    }
+  }
+
+  async stop (): Promise<void> {
+    if (this.stopped) {
+      return
+    }
+    this.stopped = true
+    clearInterval(this.timer)
+    this.flush(true)
+    await this.sending
+  }
+
+  private flush (final = false): void {
+    const now = Date.now()
+    const hasNews = this.lines.length > 0 || this.state !== undefined || this.dropped > 0
+    if (!hasNews && !final && now - this.lastSent < this.timing.heartbeatMs) {
+      return
+    }
+    const message: StageMessage = hasNews
+      ? { type: 'progress', state: this.state, lines: this.lines, dropped: this.dropped }
+      : { type: 'heartbeat', at: now }
+    this.lines = []
+    this.dropped = 0
+    this.state = undefined
+    this.lastSent = now
+    if (!hasNews && final) {
+      return
+    }
+    this.sending = this.sending
+      .then(async () => { await this.channel.write(message, AbortSignal.timeout(this.timing.heartbeatMs * 5)) })
+      .catch((err: unknown) => { this.logger.debug({ err }, 'failed to send progress') })
+  }
+}
+
+function toResultPayload (result: RunnerResult): StageResultPayload {
+  return {
+    outcome: result.outcome,
+    exitCode: result.exitCode,
+    stdout: result.stdout,
+    stdoutTruncated: result.stdoutTruncated,
+    message: result.message.slice(0, 4096),
+    metrics: result.metrics,
+    agent: result.agent === undefined
+      ? undefined
+      : {
+          output: result.agent.output,
+          isError: result.agent.isError,
+          inputTokens: result.agent.usage.inputTokens,
+          outputTokens: result.agent.usage.outputTokens,
+          costUsd: result.agent.usage.costUsd
+        }
+  }
+}

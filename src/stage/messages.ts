@@ -1,0 +1,183 @@
+import { z } from 'zod'
+import { priceSchema, stageOutcomeSchema } from '../credits/receipt.js'
+import { bytesSchema, timestampSchema } from '../records/schema.js'
+import { HASH_BYTES } from '../records/hash.js'
+import { SIGNATURE_BYTES } from '../records/signature.js'
+import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
+
+/**
+ * The messages of `/emdx/stage/1.0.0`. One stream carries one job, in this
+ * order:
+ *
+ *   requester                         executor
+ *   offer                 ->
+ *                         <-          accept | reject
+ *   seal (payload)        ->
+ *   chunk x N             ->
+ *                         <-          progress | heartbeat, repeated
+ *                         <-          seal (result), chunk x N
+ *                         <-          receipt (signed by the executor)
+ *   countersigned         ->
+ *
+ * Each message is a canonical CBOR map with a `type`, sent length-prefixed.
+ * A reader checks the size limit of the type it expects before decoding,
+ * then the schema; anything else resets the stream.
+ */
+export const STAGE_PROTOCOL = '/emdx/stage/1.0.0'
+
+const jobId = z.string().regex(/^[0-9a-f]{32}$/, 'expected 32 lower-case hex digits')
+const shortText = z.string().max(256)
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+
+export const stageKindSchema = z.enum(['agent', 'command'])
+export type StageKind = z.infer<typeof stageKindSchema>
+
+export const offerSchema = z.strictObject({
+  type: z.literal('offer'),
+  version: z.number().int().min(1).max(1000),
+  jobId,
+  kind: stageKindSchema,
+  stage: z.string().min(1).max(64),
+  needs: z.strictObject({
+    cpus: z.number().positive().max(4096),
+    memoryBytes: z.number().int().positive(),
+    image: z.string().min(1).max(128).optional(),
+    agent: z.string().min(1).max(64).optional()
+  }),
+  /** Wall-clock limit of the stage, 1 s to 24 h. */
+  timeoutMs: z.number().int().min(1000).max(86_400_000),
+  /** The most the requester will pay, in millicredits. */
+  maxCredits: count,
+  payload: z.strictObject({ bytes: count, hash: bytesSchema(HASH_BYTES) }),
+  /** X25519 key the result is sealed to. */
+  requesterKey: bytesSchema(KEY_BYTES)
+})
+export type Offer = z.infer<typeof offerSchema>
+
+export const acceptSchema = z.strictObject({
+  type: z.literal('accept'),
+  jobId,
+  price: priceSchema,
+  /** The executor sends a heartbeat at least this often while the stage runs. */
+  heartbeatMs: z.number().int().min(100).max(60_000),
+  /** The payload must arrive within this time, or the lease ends. */
+  leaseMs: z.number().int().min(1000).max(600_000)
+})
+export type Accept = z.infer<typeof acceptSchema>
+
+export const rejectReasonSchema = z.enum([
+  'full', 'busy', 'credit', 'distrusted', 'incompatible', 'replayed', 'invalid', 'payload', 'shutting-down', 'internal'
+])
+export type RejectReason = z.infer<typeof rejectReasonSchema>
+
+export const rejectSchema = z.strictObject({
+  type: z.literal('reject'),
+  jobId,
+  reason: rejectReasonSchema,
+  message: shortText,
+  /** When it makes sense to offer again; 0 when it never does. */
+  retryAfterMs: z.number().int().nonnegative().max(86_400_000)
+})
+export type Reject = z.infer<typeof rejectSchema>
+
+export const sealMessageSchema = z.strictObject({
+  type: z.literal('seal'),
+  purpose: z.enum(['payload', 'result']),
+  ephemeralKey: bytesSchema(KEY_BYTES),
+  totalBytes: count,
+  chunkCount: z.number().int().positive().max(1_000_000)
+})
+export type SealMessage = z.infer<typeof sealMessageSchema>
+
+export const chunkSchema = z.strictObject({
+  type: z.literal('chunk'),
+  index: z.number().int().nonnegative().max(1_000_000),
+  data: bytesSchema()
+})
+export type ChunkMessage = z.infer<typeof chunkSchema>
+
+export const MAX_PROGRESS_LINES = 20
+export const MAX_PROGRESS_LINE_CHARS = 1024
+
+export const progressSchema = z.strictObject({
+  type: z.literal('progress'),
+  state: z.enum(['preparing', 'running', 'finishing', 'finished']).optional(),
+  lines: z.array(z.strictObject({ stream: z.enum(['stdout', 'stderr']), line: z.string().max(MAX_PROGRESS_LINE_CHARS) })).max(MAX_PROGRESS_LINES),
+  /** Log lines the executor dropped to stay within its limits. */
+  dropped: count
+})
+export type ProgressMessage = z.infer<typeof progressSchema>
+
+export const heartbeatSchema = z.strictObject({
+  type: z.literal('heartbeat'),
+  at: timestampSchema
+})
+
+const receiptWire = z.strictObject({
+  body: bytesSchema(),
+  executorSignature: bytesSchema(SIGNATURE_BYTES),
+  requesterSignature: bytesSchema(SIGNATURE_BYTES).optional()
+})
+
+export const receiptMessageSchema = z.strictObject({ type: z.literal('receipt'), receipt: receiptWire })
+export const countersignedSchema = z.strictObject({ type: z.literal('countersigned'), receipt: receiptWire })
+
+/** Upper bound of each message type's encoded size, checked before decoding. */
+export const MAX_MESSAGE_BYTES = {
+  offer: 2048,
+  answer: 1024,
+  seal: 256,
+  chunk: CHUNK_BYTES + MAC_BYTES + 64,
+  progress: MAX_PROGRESS_LINES * (MAX_PROGRESS_LINE_CHARS * 4 + 32) + 256,
+  receipt: 8192
+} as const
+
+/** Plaintext of a payload: what the executor runs. */
+export const payloadSchema = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('command'),
+    command: z.array(z.string().max(4096)).min(1).max(256),
+    image: z.string().min(1).max(128).optional(),
+    env: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/), z.string().max(4096)).optional(),
+    /** A tar archive unpacked into the workspace before the command runs. */
+    workspace: bytesSchema().optional()
+  }),
+  z.strictObject({
+    kind: z.literal('agent'),
+    prompt: z.string().min(1).max(1024 * 1024),
+    model: z.string().min(1).max(128).optional(),
+    workspace: bytesSchema().optional()
+  })
+])
+export type StagePayload = z.infer<typeof payloadSchema>
+
+/** Plaintext of a result: what happened, measured by the executor. */
+export const resultSchema = z.strictObject({
+  outcome: stageOutcomeSchema,
+  exitCode: z.number().int().min(-1024).max(1024).nullable(),
+  stdout: z.string(),
+  stdoutTruncated: z.boolean(),
+  message: z.string().max(4096),
+  metrics: z.strictObject({
+    cpuSeconds: z.number().nonnegative().finite(),
+    wallTimeMs: z.number().nonnegative().finite(),
+    peakMemoryBytes: count
+  }),
+  agent: z.strictObject({
+    output: z.string(),
+    isError: z.boolean(),
+    inputTokens: count,
+    outputTokens: count,
+    costUsd: z.number().nonnegative().finite()
+  }).optional(),
+  /** Files the stage produced, as a tar archive, when the stage asked for them. */
+  workspace: bytesSchema().optional()
+})
+export type StageResultPayload = z.infer<typeof resultSchema>
+
+export type HeartbeatMessage = z.infer<typeof heartbeatSchema>
+export type ReceiptMessage = z.infer<typeof receiptMessageSchema>
+export type CountersignedMessage = z.infer<typeof countersignedSchema>
+
+/** Every message of the stage protocol. */
+export type StageMessage = Offer | Accept | Reject | SealMessage | ChunkMessage | ProgressMessage | HeartbeatMessage | ReceiptMessage | CountersignedMessage

@@ -1,0 +1,44 @@
+/**
+ * What the stage protocol needs of the local sandbox executor: start one
+ * run, read its progress, wait for its result. The sandbox executor
+ * implements it; this narrow view keeps the protocol independent of the
+ * sandbox backends.
+ */
+export interface StageRunner {
+  start: (spec: RunnerSpec) => Promise<RunnerRun>
+}
+
+export interface RunnerSpec {
+  jobId: string
+  image?: string
+  command?: string[]
+  agent?: { prompt: string, model?: string }
+  input?: { archivePath: string }
+  env?: Record<string, string>
+  limits?: { timeoutMs?: number, memoryBytes?: number, cpus?: number }
+  signal?: AbortSignal
+}
+
+export type RunnerProgress =
+  | { type: 'state', state: 'preparing' | 'running' | 'finishing' | 'finished' }
+  | { type: 'log', stream: 'stdout' | 'stderr', line: string }
+  | { type: 'dropped', lines: number }
+
+export interface RunnerResult {
+  outcome: 'succeeded' | 'failed' | 'timed_out' | 'out_of_memory' | 'output_limit' | 'disk_limit' | 'cancelled'
+  exitCode: number | null
+  stdout: string
+  stdoutTruncated: boolean
+  message: string
+  metrics: { cpuSeconds: number, wallTimeMs: number, peakMemoryBytes: number }
+  agent?: {
+    output: string
+    isError: boolean
+    usage: { inputTokens: number, outputTokens: number, costUsd: number }
+  }
+}
+
+export interface RunnerRun {
+  progress: AsyncIterable<RunnerProgress>
+  result: Promise<RunnerResult>
+}
