@@ -187,8 +187,13 @@ async function receiveResult (channel: StageChannel, peer: string, jobId: string
     const message = await channel.read({
       progress: { schema: progressSchema, maxBytes: MAX_MESSAGE_BYTES.progress },
       heartbeat: { schema: heartbeatSchema, maxBytes: MAX_MESSAGE_BYTES.answer },
-      seal: { schema: sealMessageSchema, maxBytes: MAX_MESSAGE_BYTES.seal }
+      seal: { schema: sealMessageSchema, maxBytes: MAX_MESSAGE_BYTES.seal },
+      // The executor rejects after the accept when the payload is not acceptable.
+      reject: { schema: rejectSchema, maxBytes: MAX_MESSAGE_BYTES.answer }
     }, silenceMs, overall)
+    if (message.type === 'reject') {
+      throw new RemoteStageError('rejected', peer, `the executor rejected the payload (${message.reason}): ${message.message}`, { reason: message.reason, retryAfterMs: message.retryAfterMs })
+    }
     if (message.type === 'progress') {
       options.onProgress?.(message)
     } else if (message.type === 'seal') {
