@@ -1,0 +1,163 @@
+import { z } from 'zod'
+import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
+import { creditsFor, receiptHash, receiptSchema, verifyReceipt } from './receipt.js'
+import { GENESIS_PREV, LedgerEntryError, decodeLedgerEntryBody, ledgerEntryHash, ledgerEntrySchema, verifyLedgerEntry } from './ledger-entry.js'
+import type { LedgerEntry, LedgerEntryBody } from './ledger-entry.js'
+import type { Receipt, ReceiptBody } from './receipt.js'
+
+/** One entry of a chain with the double-signed receipt it records. */
+export interface ChainLink {
+  entry: LedgerEntry
+  receipt: Receipt
+}
+
+/** Consecutive entries of one owner's chain, as exported for another node to verify. */
+export interface ChainSegment {
+  owner: string
+  links: ChainLink[]
+}
+
+/**
+ * What a verified chain prefix adds up to. `seq` is -1 and `hash` is
+ * GENESIS_PREV for an empty chain. Amounts are in millicredits.
+ */
+export interface ChainState {
+  owner: string
+  seq: number
+  hash: Uint8Array
+  earned: number
+  spent: number
+  /** Millicredits earned from each requester, so that a verifier can weigh them by the payer's trust. */
+  earnedByPayer: Map<string, number>
+}
+
+export interface VerifyChainOptions {
+  /**
+   * The verified prefix that the segment continues. Without it the segment
+   * must start at seq 0.
+   */
+  base?: ChainState
+  /** Job ids already recorded in the base; a job recorded twice is rejected. */
+  isKnownJob?: (jobId: string) => boolean
+  /**
+   * Check the owner's signature on every entry and both signatures on every
+   * receipt. Without it (the owner's own chain, read back at start) only form,
+   * links, roles and sums are checked.
+   */
+  checkSignatures?: boolean
+}
+
+/** Upper bound of an encoded segment sent between nodes. */
+export const MAX_SEGMENT_BYTES = 4 * 1024 * 1024
+export const MAX_SEGMENT_LINKS = 4096
+
+export function emptyChainState (owner: string): ChainState {
+  return { owner, seq: -1, hash: GENESIS_PREV, earned: 0, spent: 0, earnedByPayer: new Map() }
+}
+
+/**
+ * Replays a chain segment on top of its base and returns the new state.
+ * Throws a LedgerEntryError naming the first entry that is wrong: a gap or
+ * broken link, an entry of another owner, a receipt that does not verify,
+ * does not name the owner in the entry's role, claims more than its own
+ * price formula allows, moves another amount than the entry, or records a
+ * job twice. The base is not modified.
+ */
+export function verifyChainSegment (segment: ChainSegment, options: VerifyChainOptions = {}): ChainState {
+  const base = options.base ?? emptyChainState(segment.owner)
+  if (base.owner !== segment.owner) {
+    throw new LedgerEntryError(`chain segment of ${segment.owner} cannot continue the chain of ${base.owner}`)
+  }
+
+  const state: ChainState = { ...base, earnedByPayer: new Map(base.earnedByPayer) }
+  const jobsInSegment = new Set<string>()
+  for (const link of segment.links) {
+    const body = options.checkSignatures === false
+      ? decodeLedgerEntryBody(link.entry.body)
+      : verifyLedgerEntry(link.entry).body
+    const where = `entry ${body.seq} of ${segment.owner}`
+
+    if (body.owner !== segment.owner) {
+      throw new LedgerEntryError(`${where} is owned by ${body.owner}`)
+    }
+    if (body.seq !== state.seq + 1) {
+      throw new LedgerEntryError(`${where} follows entry ${state.seq}: the chain has a gap or is out of order`)
+    }
+    if (!bytesEqual(body.prev, state.hash)) {
+      throw new LedgerEntryError(`${where} does not link to the hash of the entry before it`)
+    }
+
+    const receipt = checkLinkReceipt(link.receipt, body, where, options.checkSignatures !== false)
+    if (jobsInSegment.has(receipt.jobId) || options.isKnownJob?.(receipt.jobId) === true) {
+      throw new LedgerEntryError(`${where} records job ${receipt.jobId} a second time`)
+    }
+    jobsInSegment.add(receipt.jobId)
+
+    if (body.role === 'executor') {
+      state.earned += body.delta
+      state.earnedByPayer.set(receipt.requester, (state.earnedByPayer.get(receipt.requester) ?? 0) + body.delta)
+    } else {
+      state.spent -= body.delta
+    }
+    state.seq = body.seq
+    state.hash = ledgerEntryHash(link.entry)
+  }
+  return state
+}
+
+function checkLinkReceipt (receipt: Receipt, entry: LedgerEntryBody, where: string, checkSignatures: boolean): ReceiptBody {
+  let body: ReceiptBody
+  try {
+    body = verifyReceipt(receipt, { countersigned: true, checkSignatures })
+  } catch (err) {
+    throw new LedgerEntryError(`${where} records an invalid receipt: ${(err as Error).message}`, { cause: err })
+  }
+
+  if (!bytesEqual(receiptHash(receipt), entry.receiptHash)) {
+    throw new LedgerEntryError(`${where} names another receipt than the one stored with it`)
+  }
+  const party = entry.role === 'executor' ? body.executor : body.requester
+  if (party !== entry.owner) {
+    throw new LedgerEntryError(`${where} claims the ${entry.role} side of job ${body.jobId}, but the receipt names ${party}`)
+  }
+  if (body.credits > creditsFor(body.resources, body.price)) {
+    throw new LedgerEntryError(`${where} records job ${body.jobId}, whose receipt claims more credits than its price allows`)
+  }
+  const expected = entry.role === 'executor' ? body.credits : -body.credits
+  if (entry.delta !== expected) {
+    throw new LedgerEntryError(`${where} moves ${entry.delta} millicredits, but its receipt moves ${expected}`)
+  }
+  return body
+}
+
+const segmentSchema = z.strictObject({
+  owner: z.string().max(100),
+  links: z.array(z.strictObject({ entry: ledgerEntrySchema, receipt: receiptSchema })).max(MAX_SEGMENT_LINKS)
+})
+
+export function encodeChainSegment (segment: ChainSegment): Uint8Array {
+  return encodeCanonical(segment)
+}
+
+/**
+ * Decodes a segment received from another node. It checks only the form:
+ * verify the result with `verifyChainSegment` before trusting any of it.
+ */
+export function decodeChainSegment (bytes: Uint8Array): ChainSegment {
+  let value: unknown
+  try {
+    value = decodeCanonical(bytes, MAX_SEGMENT_BYTES)
+  } catch (err) {
+    throw new LedgerEntryError(`chain segment is not valid: ${(err as Error).message}`, { cause: err })
+  }
+  const parsed = segmentSchema.safeParse(value)
+  if (!parsed.success) {
+    throw new LedgerEntryError(`chain segment is malformed: ${z.prettifyError(parsed.error)}`)
+  }
+  return parsed.data
+}
+
+/** The balance a chain state gives: the starting grant plus earned minus spent. */
+export function chainBalance (state: Pick<ChainState, 'earned' | 'spent'>, startingGrant: number): number {
+  return startingGrant + state.earned - state.spent
+}
