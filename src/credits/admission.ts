@@ -13,20 +13,20 @@ export const STARTING_CREDIT_LINE = 10_000
 /** The credit line of a peer with full global trust (score 1). */
 export const MAX_CREDIT_LINE = 2_000_000
 /**
- * The least trust score a requester must have for the credits that others
+ * The minimum trust score a requester must have for the credits that others
  * earned from it to count at admission. Below it, a payer could be one of a
  * ring of fresh identities signing receipts to each other to mint credits.
  */
 export const BACKED_PAYER_SCORE = 0.2
 
-/** How much a requester may owe beyond its balance, given its trust score (0..1). */
+/** Returns how much a requester may owe beyond its balance, given its trust score (0..1). */
 export function creditLine (trustScore: number): number {
   const score = Number.isFinite(trustScore) ? Math.min(1, Math.max(0, trustScore)) : 0
   return Math.floor(STARTING_CREDIT_LINE + (MAX_CREDIT_LINE - STARTING_CREDIT_LINE) * score)
 }
 
 /**
- * The balance that admission counts: the starting grant, minus everything
+ * Computes the balance that admission counts: the starting grant, minus everything
  * spent, plus what was earned from payers whose trust score reaches
  * BACKED_PAYER_SCORE (or that the verifier itself backs, such as itself).
  * Credits earned from unknown or untrusted payers are real in the chain but

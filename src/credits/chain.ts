@@ -18,7 +18,7 @@ export interface ChainSegment {
 }
 
 /**
- * What a verified chain prefix adds up to. `seq` is -1 and `hash` is
+ * The totals of a verified chain prefix. `seq` is -1 and `hash` is
  * GENESIS_PREV for an empty chain. Amounts are in millicredits.
  */
 export interface ChainState {
@@ -57,11 +57,11 @@ export function emptyChainState (owner: string): ChainState {
 
 /**
  * Replays a chain segment on top of its base and returns the new state.
- * Throws a LedgerEntryError naming the first entry that is wrong: a gap or
- * broken link, an entry of another owner, a receipt that does not verify,
- * does not name the owner in the entry's role, claims more than its own
- * price formula allows, moves another amount than the entry, or records a
- * job twice. The base is not modified.
+ * Throws a LedgerEntryError naming the first entry that is wrong. Wrong
+ * means a gap or broken link, an entry of another owner, or a job recorded
+ * twice. It also means a receipt that does not verify, does not name the
+ * owner in the entry's role, claims more than its own price formula allows,
+ * or moves another amount than the entry. The base is not modified.
  */
 export function verifyChainSegment (segment: ChainSegment, options: VerifyChainOptions = {}): ChainState {
   const base = options.base ?? emptyChainState(segment.owner)
@@ -157,7 +157,7 @@ export function decodeChainSegment (bytes: Uint8Array): ChainSegment {
   return parsed.data
 }
 
-/** The balance a chain state gives: the starting grant plus earned minus spent. */
+/** Computes a chain's balance: the starting grant plus earned minus spent. */
 export function chainBalance (state: Pick<ChainState, 'earned' | 'spent'>, startingGrant: number): number {
   return startingGrant + state.earned - state.spent
 }

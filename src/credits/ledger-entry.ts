@@ -83,7 +83,7 @@ export function decodeLedgerEntryBody (bytes: Uint8Array): LedgerEntryBody {
   return parsed.data
 }
 
-/** The hash that chains entries and identifies them in fork proofs. */
+/** Computes the entry hash, which chains entries and identifies them in fork proofs. */
 export function ledgerEntryHash (entry: LedgerEntry): Uint8Array {
   return sha256(entry.body)
 }

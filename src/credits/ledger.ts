@@ -26,7 +26,6 @@
 import { z } from 'zod'
 import { EmdxError } from '../node/errors.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
-import { toHex } from '../records/hash.js'
 import { STARTING_GRANT } from './admission.js'
 import { chainBalance, emptyChainState, verifyChainSegment } from './chain.js'
 import { createForkProof, decodeForkProof, encodeForkProof } from './fork-proof.js'
@@ -42,7 +41,7 @@ import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
 
 /** The stored ledger does not add up or cannot be decoded; it is never repaired silently. */
 export class LedgerCorruptError extends EmdxError {
-  /** The database folder that holds the ledger. */
+  /** The database folder that contains the ledger. */
   readonly file: string
 
   constructor (file: string, message: string, options?: ErrorOptions) {
@@ -144,7 +143,7 @@ export class Ledger {
   private readonly logger?: Logger
   private state: ChainState
   private readonly forkers = new Set<string>()
-  /** Appends and imports run one at a time, so each sees the head the previous one wrote. */
+  /** Appends and imports run one at a time, so that each starts from the head the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve()
 
   private constructor (init: LedgerInit, store: LedgerStore) {
@@ -197,10 +196,11 @@ export class Ledger {
 
   /**
    * Verifies a receipt and appends this node's signed entry for it, in one
-   * atomic batch. Rejects, appending nothing, a receipt that is not signed by
-   * both peers, does not name this node, does not match the job's terms
-   * (another job, peer, price or result, or more credits than the price
-   * allows), or whose job the ledger already holds.
+   * atomic batch. A rejected receipt appends nothing. It is rejected when it
+   * is not signed by both peers or does not name this node. It is also
+   * rejected when it does not match the job's terms (another job, peer, price
+   * or result, or more credits than the price allows) or its job is already
+   * in the ledger.
    */
   async append (receipt: Receipt, terms: JobTerms): Promise<LedgerEntry> {
     return await this.serialize(async () => {
@@ -301,7 +301,7 @@ export class Ledger {
 
       const witnessed = await this.highestWitnessedSeq(segment.owner)
       if (witnessed > state.seq) {
-        throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node holds its entry ${witnessed}: the peer left out its newest entries`)
+        throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node holds its entry ${witnessed}: the segment is missing the peer's newest entries; send the whole chain`)
       }
 
       forkProofs.push(...await this.storeWitnesses(fresh.map(link => link.entry)))
@@ -487,4 +487,3 @@ function encodePeerState (state: ChainState): Uint8Array {
   return encodeCanonical({ seq: state.seq, hash: state.hash, earned: state.earned, spent: state.spent, earnedByPayer: Object.fromEntries(state.earnedByPayer) })
 }
 
-export { toHex }
