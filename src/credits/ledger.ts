@@ -37,7 +37,6 @@ import type { LedgerEntry, LedgerEntryBody } from './ledger-entry.js'
 import type { JobTerms, Receipt, ReceiptBody } from './receipt.js'
 import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
-import type { AbstractLevel, AbstractSublevel } from 'abstract-level'
 
 /** The stored ledger does not add up or cannot be decoded; it is never repaired silently. */
 export class LedgerCorruptError extends EmdxError {
@@ -57,9 +56,30 @@ export class DuplicateJobError extends EmdxError {
   }
 }
 
-/** Any LevelDB-like database with string keys and byte values: the root database, or memory-level in simulations. */
-export type LedgerDatabase = AbstractLevel<string | Buffer | Uint8Array, string, Uint8Array>
-type LedgerStore = AbstractSublevel<LedgerDatabase, string | Buffer | Uint8Array, string, Uint8Array>
+/**
+ * A LevelDB-like database that the ledger takes a sublevel of: the node's
+ * root database, or memory-level in simulations.
+ */
+export interface LedgerDatabase {
+  sublevel: (name: string, options: { keyEncoding: 'utf8', valueEncoding: 'view' }) => object
+}
+
+interface RangeOptions {
+  gte?: string
+  lt?: string
+  reverse?: boolean
+  limit?: number
+}
+
+/** The operations of an abstract-level sublevel that the ledger uses. */
+interface LedgerStore {
+  get: (key: string) => Promise<Uint8Array | undefined>
+  getMany: (keys: string[]) => Promise<Array<Uint8Array | undefined>>
+  put: (key: string, value: Uint8Array) => Promise<void>
+  batch: (operations: Array<{ type: 'put', key: string, value: Uint8Array }>) => Promise<void>
+  iterator: (options: RangeOptions) => AsyncIterable<[string, Uint8Array]>
+  keys: (options: RangeOptions) => AsyncIterable<string>
+}
 
 export interface LedgerInit {
   database: LedgerDatabase
@@ -162,7 +182,7 @@ export class Ledger {
    * or a stored value cannot be decoded.
    */
   static async open (init: LedgerInit): Promise<Ledger> {
-    const store = init.database.sublevel<string, Uint8Array>('ledger', { keyEncoding: 'utf8', valueEncoding: 'view' }) as LedgerStore
+    const store = init.database.sublevel('ledger', { keyEncoding: 'utf8', valueEncoding: 'view' }) as LedgerStore
     const ledger = new Ledger(init, store)
     await ledger.load()
     return ledger

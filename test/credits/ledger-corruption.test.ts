@@ -3,6 +3,8 @@ import { Ledger, LedgerCorruptError } from '../../src/credits/ledger.js'
 import { encodeCanonical } from '../../src/records/canonical.js'
 import { openTestNode, settleJob } from '../helpers/credits.js'
 import type { TestNode } from '../helpers/credits.js'
+import type { AbstractSublevel } from 'abstract-level'
+import type { Level } from 'level'
 
 // Corrupt ledger data or a wrong cached balance stops the ledger from
 // opening with an error naming the database, and nothing is rewritten.
@@ -24,7 +26,7 @@ async function nodeWithEntries (): Promise<TestNode> {
   return executor
 }
 
-function ledgerStore (node: TestNode): ReturnType<TestNode['db']['database']['sublevel']> {
+function ledgerStore (node: TestNode): AbstractSublevel<Level<string, Uint8Array>, string | Buffer | Uint8Array, string, Uint8Array> {
   return node.db.database.sublevel<string, Uint8Array>('ledger', { keyEncoding: 'utf8', valueEncoding: 'view' })
 }
 

@@ -10,7 +10,6 @@ import { countersignReceipt, creditsFor, issueReceipt } from '../../src/credits/
 import { sha256 } from '../../src/records/hash.js'
 import { createSigner } from '../../src/records/signature.js'
 import type { JobTerms, Price, Receipt, ReceiptBody } from '../../src/credits/receipt.js'
-import type { LedgerDatabase } from '../../src/credits/ledger.js'
 import type { Signer } from '../../src/records/signature.js'
 
 export const testPrice: Price = { perCpuSecond: 100, perGibSecond: 10, perThousandTokens: 50 }
@@ -42,7 +41,7 @@ export function newJob (executor: Signer, requester: Signer, cpuSeconds = 10): T
     resources,
     price: testPrice,
     credits,
-    resultHash,
+    resultHash: resultHash as ReceiptBody['resultHash'],
     startedAt: 1_700_000_000_000,
     finishedAt: 1_700_000_010_000
   }
@@ -56,7 +55,7 @@ export function signJob (job: TestJob, executor: Signer, requester: Signer): Rec
 
 /** A real LevelDB in a temporary folder, removed by `cleanup`. */
 export interface TempDatabase {
-  database: LedgerDatabase
+  database: Level<string, Uint8Array>
   location: string
   cleanup: () => Promise<void>
 }
