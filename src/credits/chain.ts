@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
+import { verifySignature } from '../records/signature.js'
 import { creditsFor, receiptHash, receiptSchema, verifyReceipt } from './receipt.js'
 import { GENESIS_PREV, LedgerEntryError, decodeLedgerEntryBody, ledgerEntryHash, ledgerEntrySchema, verifyLedgerEntry } from './ledger-entry.js'
 import type { LedgerEntry, LedgerEntryBody } from './ledger-entry.js'
@@ -40,11 +41,14 @@ export interface VerifyChainOptions {
   /** Job ids already recorded in the base; a job recorded twice is rejected. */
   isKnownJob?: (jobId: string) => boolean
   /**
-   * Check the owner's signature on every entry and both signatures on every
-   * receipt. Without it (the owner's own chain, read back at start) only form,
-   * links, roles and sums are checked.
+   * Which signatures to check. 'all' (the default): the owner's on every
+   * entry and both on every receipt. 'counterparty': the owner's on every
+   * entry and the other peer's on every receipt; the owner's own receipt
+   * signature adds nothing there, because its signed entry already commits
+   * to the receipt's hash. 'none': only form, links, roles and sums, for the
+   * owner's own chain read back at start.
    */
-  checkSignatures?: boolean
+  signatures?: 'all' | 'counterparty' | 'none'
 }
 
 /** Upper bound of an encoded segment sent between nodes. */
@@ -72,7 +76,8 @@ export function verifyChainSegment (segment: ChainSegment, options: VerifyChainO
   const state: ChainState = { ...base, earnedByPayer: new Map(base.earnedByPayer) }
   const jobsInSegment = new Set<string>()
   for (const link of segment.links) {
-    const body = options.checkSignatures === false
+    const signatures = options.signatures ?? 'all'
+    const body = signatures === 'none'
       ? decodeLedgerEntryBody(link.entry.body)
       : verifyLedgerEntry(link.entry).body
     const where = `entry ${body.seq} of ${segment.owner}`
@@ -87,7 +92,7 @@ export function verifyChainSegment (segment: ChainSegment, options: VerifyChainO
       throw new LedgerEntryError(`${where} does not link to the hash of the entry before it`)
     }
 
-    const receipt = checkLinkReceipt(link.receipt, body, where, options.checkSignatures !== false)
+    const receipt = checkLinkReceipt(link.receipt, body, where, signatures)
     if (jobsInSegment.has(receipt.jobId) || options.isKnownJob?.(receipt.jobId) === true) {
       throw new LedgerEntryError(`${where} records job ${receipt.jobId} a second time`)
     }
@@ -105,12 +110,16 @@ export function verifyChainSegment (segment: ChainSegment, options: VerifyChainO
   return state
 }
 
-function checkLinkReceipt (receipt: Receipt, entry: LedgerEntryBody, where: string, checkSignatures: boolean): ReceiptBody {
+function checkLinkReceipt (receipt: Receipt, entry: LedgerEntryBody, where: string, signatures: 'all' | 'counterparty' | 'none'): ReceiptBody {
   let body: ReceiptBody
   try {
-    body = verifyReceipt(receipt, { countersigned: true, checkSignatures })
+    body = verifyReceipt(receipt, { countersigned: true, checkSignatures: signatures === 'all' })
   } catch (err) {
     throw new LedgerEntryError(`${where} records an invalid receipt: ${(err as Error).message}`, { cause: err })
+  }
+  if (signatures === 'counterparty' && !counterpartySigned(receipt, body, entry.role)) {
+    const counterparty = entry.role === 'executor' ? body.requester : body.executor
+    throw new LedgerEntryError(`${where} records job ${body.jobId}, whose receipt is not signed by its ${entry.role === 'executor' ? 'requester' : 'executor'} ${counterparty}`)
   }
 
   if (!bytesEqual(receiptHash(receipt), entry.receiptHash)) {
@@ -128,6 +137,14 @@ function checkLinkReceipt (receipt: Receipt, entry: LedgerEntryBody, where: stri
     throw new LedgerEntryError(`${where} moves ${entry.delta} millicredits, but its receipt moves ${expected}`)
   }
   return body
+}
+
+function counterpartySigned (receipt: Receipt, body: ReceiptBody, role: LedgerEntryBody['role']): boolean {
+  if (role === 'executor') {
+    return receipt.requesterSignature !== undefined &&
+      verifySignature('receipt-countersignature', receipt.body, receipt.requesterSignature, body.requester)
+  }
+  return verifySignature('receipt', receipt.body, receipt.executorSignature, body.executor)
 }
 
 const segmentSchema = z.strictObject({

@@ -16,6 +16,7 @@
  * - `verify()` replays the chain and checks every signature.
  * - `recent(limit)`: the newest entries with their receipts.
  * - `exportSegment(fromSeq)`: links to send to a node that checks our balance.
+ * - `verifiedChain(owner)`: how much of a peer's chain this node verified.
  * - `importSegment(segment)`: verifies a peer's segment on top of what this
  *   node verified before, keeps its entries as witnesses and returns the
  *   peer's chain state with any fork proof found.
@@ -249,7 +250,7 @@ export class Ledger {
         delta: role === 'executor' ? body.credits : -body.credits,
         time: this.clock()
       }, this.signer)
-      const next = verifyChainSegment({ owner: this.owner, links: [{ entry, receipt }] }, { base: this.state, checkSignatures: false })
+      const next = verifyChainSegment({ owner: this.owner, links: [{ entry, receipt }] }, { base: this.state, signatures: 'none' })
 
       await this.store.batch([
         { type: 'put', key: ENTRY_PREFIX + seqKey(next.seq), value: encodeCanonical({ entry, receipt: storedReceipt(receipt) }) },
@@ -294,8 +295,9 @@ export class Ledger {
   /**
    * Verifies a segment of another node's chain on top of the part this node
    * verified before (or from seq 0), keeps its entries as witnesses, and
-   * returns the peer's new chain state. A segment that starts after the
-   * verified part, or ends before an entry this node holds, is rejected.
+   * returns the peer's new chain state. When an entry that overlaps the
+   * verified part differs from it, the result carries the fork proof and the
+   * state stays as it was. A segment that starts after the verified part, or ends before an entry this node holds, is rejected.
    */
   async importSegment (segment: ChainSegment): Promise<ImportResult> {
     return await this.serialize(async () => {
@@ -313,24 +315,36 @@ export class Ledger {
       const overlap = segment.links.filter(link => decodeLedgerEntryBody(link.entry.body).seq <= known.seq)
       const fresh = segment.links.slice(overlap.length)
       const forkProofs = await this.storeWitnesses(overlap.map(link => link.entry))
+      if (forkProofs.length > 0) {
+        return { state: known, forkProofs }
+      }
 
       const jobIds = fresh.map(link => decodeReceiptBody(link.receipt.body).jobId)
       const seen = await this.store.getMany(jobIds.map(jobId => `${PEER_JOB_PREFIX}${segment.owner}:${jobId}`))
       const knownJobs = new Set(jobIds.filter((_jobId, index) => seen[index] !== undefined))
-      const state = verifyChainSegment({ owner: segment.owner, links: fresh }, { base: known, isKnownJob: jobId => knownJobs.has(jobId) })
+      const state = verifyChainSegment({ owner: segment.owner, links: fresh }, { base: known, isKnownJob: jobId => knownJobs.has(jobId), signatures: 'counterparty' })
 
       const witnessed = await this.highestWitnessedSeq(segment.owner)
       if (witnessed > state.seq) {
         throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node holds its entry ${witnessed}: the segment is missing the peer's newest entries; send the whole chain`)
       }
 
-      forkProofs.push(...await this.storeWitnesses(fresh.map(link => link.entry)))
+      forkProofs.push(...await this.storeWitnesses(fresh.map(link => link.entry), true))
       await this.store.batch([
         { type: 'put', key: PEER_STATE_PREFIX + segment.owner, value: encodePeerState(state) },
         ...jobIds.map(jobId => ({ type: 'put' as const, key: `${PEER_JOB_PREFIX}${segment.owner}:${jobId}`, value: new Uint8Array([1]) }))
       ])
       return { state, forkProofs }
     })
+  }
+
+  /**
+   * The part of a peer's chain that this node has verified (an empty chain
+   * when none). An executor asks the requester for the links from its `seq`
+   * on, inclusive: a requester that rewrote that entry then proves its fork.
+   */
+  async verifiedChain (owner: string): Promise<ChainState> {
+    return await this.peerState(owner)
   }
 
   /** Links of this node's chain from `fromSeq` on, at most `limit` of them, for another node to verify. */
@@ -365,7 +379,7 @@ export class Ledger {
   async verify (): Promise<LedgerVerification> {
     const { links, count } = await this.readAllLinks()
     try {
-      const state = verifyChainSegment({ owner: this.owner, links }, { checkSignatures: true })
+      const state = verifyChainSegment({ owner: this.owner, links }, { signatures: 'all' })
       if (count !== state.seq + 1 || !sameHead(state, this.state)) {
         return this.verification(false, count, `the chain adds up to entry ${state.seq}, but the cached head is entry ${this.state.seq}`)
       }
@@ -387,7 +401,7 @@ export class Ledger {
     const { links, count } = await this.readAllLinks()
     let replayed: ChainState
     try {
-      replayed = verifyChainSegment({ owner: this.owner, links }, { checkSignatures: false })
+      replayed = verifyChainSegment({ owner: this.owner, links }, { signatures: 'none' })
     } catch (err) {
       throw this.corrupt(`the ledger chain in ${this.location} is broken: ${(err as Error).message}`, err)
     }
@@ -452,11 +466,14 @@ export class Ledger {
     return -1
   }
 
-  private async storeWitnesses (entries: LedgerEntry[]): Promise<ForkProof[]> {
+  /** Stores entries as witnesses; `signaturesChecked` skips verifying entries that the caller just verified. */
+  private async storeWitnesses (entries: LedgerEntry[], signaturesChecked = false): Promise<ForkProof[]> {
     const proofs: ForkProof[] = []
     const writes: Array<{ type: 'put', key: string, value: Uint8Array }> = []
     for (const candidate of entries) {
-      const verified = verifyLedgerEntry(candidate)
+      const verified = signaturesChecked
+        ? { entry: candidate, body: decodeLedgerEntryBody(candidate.body), hash: ledgerEntryHash(candidate) }
+        : verifyLedgerEntry(candidate)
       if (verified.body.owner === this.owner) {
         continue
       }

@@ -145,6 +145,11 @@ export class Reputation {
     return { iterations: result.iterations, converged: result.converged, peers: result.trust.size }
   }
 
+  /** This node's own sum of outcome weights for the peer. */
+  localScore (peer: string): number {
+    return this.local.score(peer)
+  }
+
   /** The peer's share of global trust from the last `recompute`; 0 when unknown. */
   globalTrust (peer: string): number {
     return this.trust.get(peer) ?? 0
