@@ -2,6 +2,7 @@ import '../node/polyfills.js'
 import { Command, CommanderError } from 'commander'
 import { ConfigError, EmdxError } from '../node/errors.js'
 import { VERSION } from '../node/version.js'
+import { registerCreditsCommands } from './commands/credits.js'
 import { registerDevnetCommand } from './commands/devnet.js'
 import { registerStartCommand } from './commands/start.js'
 import { registerStatusCommands } from './commands/status.js'
@@ -13,6 +14,7 @@ const program = new Command('emdx-node')
 
 registerStartCommand(program)
 registerStatusCommands(program)
+registerCreditsCommands(program)
 registerDevnetCommand(program)
 
 try {

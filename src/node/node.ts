@@ -1,6 +1,13 @@
+import path from 'node:path'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
 import { LevelDatastore } from 'datastore-level'
+import { registerCreditsRoutes } from '../api/credits-routes.js'
 import { startApiServer } from '../api/server.js'
 import { registerStatusRoutes } from '../api/status-routes.js'
+import { Ledger } from '../credits/ledger.js'
+import { createSigner } from '../records/signature.js'
+import { Reputation } from '../reputation/reputation.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
 import { loadOrCreateIdentity } from './identity.js'
@@ -57,17 +64,21 @@ export class EmdxNode {
   readonly config: NodeConfig
   readonly libp2p: EmdxLibp2p
   readonly database: RootDatabase
+  readonly ledger: Ledger
+  readonly reputation: Reputation
   readonly api: ApiServer
   readonly startedAt: Date
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
-  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, api: ApiServer, stopSteps: StopStep[] }) {
+  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, ledger: Ledger, reputation: Reputation, api: ApiServer, stopSteps: StopStep[] }) {
     this.config = parts.config
     this.logger = parts.logger
     this.libp2p = parts.libp2p
     this.database = parts.database
+    this.ledger = parts.ledger
+    this.reputation = parts.reputation
     this.api = parts.api
     this.stopSteps = parts.stopSteps
     this.startedAt = new Date()
@@ -87,6 +98,9 @@ export class EmdxNode {
       if (identity.created) {
         logger.info({ file: identity.file }, 'created a new identity key')
       }
+
+      const { ledger, reputation } = await openCredits(config, database, identity.privateKey, init.logger)
+      stopSteps.push(async () => { await ledger.close() })
 
       // datastore-level types its argument as a whole Level; a sublevel has the same API.
       const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
@@ -116,11 +130,12 @@ export class EmdxNode {
             status: () => requireStarted(node).status(),
             peers: async () => await requireStarted(node).peers()
           })
+          registerCreditsRoutes(app, () => requireStarted(node))
         }
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, libp2p, database, api, stopSteps })
+      node = new EmdxNode({ config, logger, libp2p, database, ledger, reputation, api, stopSteps })
       logger.info({ peer: libp2p.peerId.toString(), api: api.url }, 'node started')
       return node
     } catch (err) {
@@ -206,6 +221,29 @@ export class EmdxNode {
     })()
     await this.stopping
   }
+}
+
+/**
+ * Opens the credit ledger (which replays and checks the chain, so a corrupt
+ * ledger stops the start) and the reputation, with the bootstrap peers as
+ * EigenTrust's pre-trusted set and the fork proofs the ledger holds.
+ */
+async function openCredits (config: NodeConfig, database: RootDatabase, privateKey: Parameters<typeof createSigner>[0], logger: Logger): Promise<{ ledger: Ledger, reputation: Reputation }> {
+  const peerId = peerIdFromPrivateKey(privateKey).toString()
+  const ledger = await Ledger.open({
+    database,
+    signer: createSigner(privateKey, peerId),
+    location: path.join(config.dataDir, 'db'),
+    logger: logger.child({ component: 'ledger' })
+  })
+
+  const bootstrapPeers = config.bootstrap.flatMap(address => multiaddr(address).getComponents()
+    .flatMap(component => component.name === 'p2p' && component.value !== undefined ? [component.value] : []))
+  const reputation = new Reputation({ self: peerId, bootstrapPeers })
+  for (const proof of await ledger.forkProofs()) {
+    reputation.markForker(proof.owner)
+  }
+  return { ledger, reputation }
 }
 
 function requireStarted (node: EmdxNode | undefined): EmdxNode {
