@@ -8,6 +8,7 @@ import { registerStatusRoutes } from '../api/status-routes.js'
 import { Ledger } from '../credits/ledger.js'
 import { createSigner } from '../records/signature.js'
 import { Reputation } from '../reputation/reputation.js'
+import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
 import { loadOrCreateIdentity } from './identity.js'
@@ -62,6 +63,7 @@ type StopStep = () => Promise<void>
  */
 export class EmdxNode {
   readonly config: NodeConfig
+  readonly trustExchange: TrustExchange
   readonly libp2p: EmdxLibp2p
   readonly database: RootDatabase
   readonly ledger: Ledger
@@ -72,7 +74,8 @@ export class EmdxNode {
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
-  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, ledger: Ledger, reputation: Reputation, api: ApiServer, stopSteps: StopStep[] }) {
+  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, ledger: Ledger, reputation: Reputation, trustExchange: TrustExchange, api: ApiServer, stopSteps: StopStep[] }) {
+    this.trustExchange = parts.trustExchange
     this.config = parts.config
     this.logger = parts.logger
     this.libp2p = parts.libp2p
@@ -120,6 +123,11 @@ export class EmdxNode {
       await startNetwork(libp2p, config)
       stopSteps.push(async () => { await libp2p.stop() })
 
+      const trustExchange = new TrustExchange({ libp2p, reputation, signer: createSigner(identity.privateKey, libp2p.peerId.toString()), logger: init.logger.child({ component: 'trust' }) })
+      await trustExchange.start()
+      trustExchange.startRounds(() => peersWithProtocol(libp2p, TRUST_PROTOCOL))
+      stopSteps.push(async () => { await trustExchange.stop() })
+
       let node: EmdxNode | undefined
       const api = await startApiServer({
         host: init.apiHost ?? '127.0.0.1',
@@ -135,7 +143,7 @@ export class EmdxNode {
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, libp2p, database, ledger, reputation, api, stopSteps })
+      node = new EmdxNode({ config, logger, libp2p, database, ledger, reputation, trustExchange, api, stopSteps })
       logger.info({ peer: libp2p.peerId.toString(), api: api.url }, 'node started')
       return node
     } catch (err) {
@@ -244,6 +252,21 @@ async function openCredits (config: NodeConfig, database: RootDatabase, privateK
     reputation.markForker(proof.owner)
   }
   return { ledger, reputation }
+}
+
+/** Connected peers that announced the protocol through identify. */
+async function peersWithProtocol (libp2p: EmdxLibp2p, protocol: string): Promise<PeerId[]> {
+  const supporting: PeerId[] = []
+  for (const peer of libp2p.getPeers()) {
+    try {
+      if ((await libp2p.peerStore.get(peer)).protocols.includes(protocol)) {
+        supporting.push(peer)
+      }
+    } catch {
+      // Not in the peer store yet: identify has not finished; the next round asks again.
+    }
+  }
+  return supporting
 }
 
 function requireStarted (node: EmdxNode | undefined): EmdxNode {
