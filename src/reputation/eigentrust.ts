@@ -17,8 +17,9 @@
 export const EIGENTRUST_ALPHA = 0.15
 /** The share of the pre-trust vector given to bootstrap peers rather than to the node's own experience. */
 export const EIGENTRUST_BOOTSTRAP_SHARE = 0.5
-export const EIGENTRUST_EPSILON = 1e-9
-export const EIGENTRUST_MAX_ITERATIONS = 100
+/** Iteration stops when the L1 change of the trust vector (which sums to 1) is below this. */
+export const EIGENTRUST_EPSILON = 1e-7
+export const EIGENTRUST_MAX_ITERATIONS = 200
 
 export interface EigenTrustInput {
   /** Each reporter's normalised local trust (weights summing to at most 1). */

@@ -9,13 +9,15 @@ import type { SimulationResult } from './model.js'
 // EigenTrust, backoff and spot check code. The targets are correctness
 // properties of the model, so they are asserted; the run time is not.
 
+// EMDX_SIM_NODES and EMDX_SIM_SEED change the run, to try other sizes and seeds by hand.
 const nodes = Number(process.env.EMDX_SIM_NODES ?? DEFAULT_OPTIONS.nodes)
+const seed = Number(process.env.EMDX_SIM_SEED ?? DEFAULT_OPTIONS.seed)
 
 describe('simulated network', () => {
   let result: SimulationResult
 
   it('runs all rounds', async () => {
-    result = await new Simulation({ nodes }).run()
+    result = await new Simulation({ nodes, seed }).run()
     process.stdout.write(`${formatFigures(result)}\n`)
 
     expect(result.rounds).toHaveLength(DEFAULT_OPTIONS.rounds)

@@ -127,6 +127,8 @@ export interface SimulationResult {
   balanceSum: number
   grantSum: number
   receipts: number
+  /** Each vantage's EigenTrust run: wall time, iterations and peers with trust. */
+  eigenTrustRuns: Array<{ ms: number, iterations: number, peers: number }>
 }
 
 /** Mulberry32: a small seeded generator, so that runs are repeatable. */
@@ -162,6 +164,7 @@ export class Simulation {
   /** Millicredits of right results each adversary delivered to honest requesters. */
   private readonly adversaryDelivered = new Map<SimNode, number>()
   private figures: RoundFigures = this.emptyFigures(0)
+  private readonly eigenTrustRuns: SimulationResult['eigenTrustRuns'] = []
 
   constructor (options: Partial<SimulationOptions> = {}) {
     this.options = { ...DEFAULT_OPTIONS, ...options }
@@ -593,7 +596,9 @@ export class Simulation {
     }
     this.changed.clear()
     for (const vantage of this.vantages) {
-      vantage.recompute()
+      const started = performance.now()
+      const { iterations, peers } = vantage.recompute()
+      this.eigenTrustRuns.push({ ms: performance.now() - started, iterations, peers })
     }
   }
 
@@ -638,7 +643,8 @@ export class Simulation {
       forkers: forkers.length,
       balanceSum: ledgers.reduce((sum, ledger) => sum + ledger.balance().balance, 0),
       grantSum: ledgers.length * STARTING_GRANT,
-      receipts: this.receipts
+      receipts: this.receipts,
+      eigenTrustRuns: this.eigenTrustRuns
     }
   }
 }

@@ -15,7 +15,17 @@ export function formatFigures (result: SimulationResult): string {
     `share of real stages run by adversaries after warm-up: ${percent(result.adversaryWorkShareAfterWarmup)} (random choice would give ${percent(result.adversaryProviderShare)})`,
     `honest work adversaries obtained without paying: ${credits(result.adversaryUnpaidWork)}; their grants: ${credits(result.adversaryGrants)} (${percent(result.adversaryUnpaidWork / result.adversaryGrants)})`,
     `forkers distrusted by every vantage: ${result.forkersDistrusted} of the ${result.forkersThatForked} that forked (${result.forkers} forkers)`,
-    `receipts: ${result.receipts}; sum of balances ${credits(result.balanceSum)}, sum of grants ${credits(result.grantSum)}`
+    `receipts: ${result.receipts}; sum of balances ${credits(result.balanceSum)}, sum of grants ${credits(result.grantSum)}`,
+    `EigenTrust per vantage: median ${median(result.eigenTrustRuns.map(run => run.ms)).toFixed(1)} ms, median ${median(result.eigenTrustRuns.map(run => run.iterations))} iterations, up to ${Math.max(...result.eigenTrustRuns.map(run => run.peers))} peers with trust (${result.eigenTrustRuns.length} runs)`
   ]
   return lines.join('\n')
+}
+
+function median (values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  if (sorted.length === 0) {
+    return 0
+  }
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
