@@ -23,7 +23,7 @@ export interface ReceiptSummary {
   receiptHash: string
 }
 
-/** What `GET /api/v1/credits` returns. Amounts are in millicredits (1 credit = 1000). */
+/** The response of `GET /api/v1/credits`. Amounts are in millicredits (1 credit = 1000). */
 export interface CreditsSummary {
   peerId: string
   balance: number

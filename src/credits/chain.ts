@@ -41,12 +41,12 @@ export interface VerifyChainOptions {
   /** Job ids already recorded in the base; a job recorded twice is rejected. */
   isKnownJob?: (jobId: string) => boolean
   /**
-   * Which signatures to check. 'all' (the default): the owner's on every
-   * entry and both on every receipt. 'counterparty': the owner's on every
-   * entry and the other peer's on every receipt; the owner's own receipt
-   * signature adds nothing there, because its signed entry already commits
-   * to the receipt's hash. 'none': only form, links, roles and sums, for the
-   * owner's own chain read back at start.
+   * Which signatures to check. 'all' (the default) checks the owner's on
+   * every entry and both on every receipt. 'counterparty' checks the owner's
+   * on every entry and the other peer's on every receipt. The owner's own
+   * receipt signature adds nothing there, because its signed entry already
+   * commits to the receipt's hash. 'none' checks only form, links, roles and
+   * sums, for the owner's own chain read back at start.
    */
   signatures?: 'all' | 'counterparty' | 'none'
 }

@@ -25,9 +25,9 @@ const forkProofSchema = z.strictObject({
 })
 
 /**
- * Checks that two entries prove a fork and returns the proof; throws a
- * LedgerEntryError when they do not (a bad signature, other owners or seqs,
- * or the same entry twice).
+ * Checks that two entries prove a fork and returns the proof. Throws a
+ * LedgerEntryError when they do not, because of a bad signature, other
+ * owners or seqs, or the same entry given twice.
  */
 export function createForkProof (first: LedgerEntry, second: LedgerEntry): ForkProof {
   const a = verifyLedgerEntry(first)

@@ -264,8 +264,8 @@ export class Ledger {
   }
 
   /**
-   * Keeps a counterparty's signed entry. Returns a fork proof when this node
-   * already holds a different entry of that owner at the same seq; the proof
+   * Stores a counterparty's signed entry. Returns a fork proof when this node
+   * already has a different entry of that owner at the same seq. The proof
    * is stored and the owner is marked as a forker.
    */
   async recordWitness (entry: LedgerEntry): Promise<ForkProof | undefined> {
@@ -326,7 +326,7 @@ export class Ledger {
 
       const witnessed = await this.highestWitnessedSeq(segment.owner)
       if (witnessed > state.seq) {
-        throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node holds its entry ${witnessed}: the segment is missing the peer's newest entries; send the whole chain`)
+        throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node has its entry ${witnessed}, so the segment is missing the peer's newest entries; send the whole chain`)
       }
 
       forkProofs.push(...await this.storeWitnesses(fresh.map(link => link.entry), true))
@@ -340,8 +340,8 @@ export class Ledger {
 
   /**
    * The part of a peer's chain that this node has verified (an empty chain
-   * when none). An executor asks the requester for the links from its `seq`
-   * on, inclusive: a requester that rewrote that entry then proves its fork.
+   * when none). An executor requests the links from its `seq` on, inclusive,
+   * so that a requester that rewrote that entry proves its own fork.
    */
   async verifiedChain (owner: string): Promise<ChainState> {
     return await this.peerState(owner)

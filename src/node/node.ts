@@ -263,7 +263,7 @@ async function peersWithProtocol (libp2p: EmdxLibp2p, protocol: string): Promise
         supporting.push(peer)
       }
     } catch {
-      // Not in the peer store yet: identify has not finished; the next round asks again.
+      // Not in the peer store yet, because identify has not finished. The next round tries again.
     }
   }
   return supporting

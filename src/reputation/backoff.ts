@@ -1,6 +1,6 @@
 /** The wait after a provider's first failure, in ms. */
 export const BACKOFF_BASE_MS = 30_000
-/** The longest wait, in ms, however often the provider failed. */
+/** The maximum wait in ms, however often the provider failed. */
 export const BACKOFF_MAX_MS = 60 * 60_000
 
 export interface BackoffOptions {

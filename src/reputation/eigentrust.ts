@@ -4,10 +4,10 @@
  *
  *   t = (1 - alpha) * C^T t + alpha * p
  *
- * where row i of C is peer i's normalised local trust (from its trust report,
- * or this node's own experience for its own row) and p is the personal
- * pre-trust vector: a share `beta` spread evenly over the node's bootstrap
- * peers and the rest over its own normalised local trust. A peer whose row
+ * Row i of C is peer i's normalised local trust, from its trust report (or
+ * this node's own experience for its own row). The personal pre-trust
+ * vector p spreads the share `bootstrapShare` evenly over the node's
+ * bootstrap peers and the rest over its own normalised local trust. A peer whose row
  * is empty gives its trust back to p. Sparse: each iteration costs one pass
  * over the reported edges, so 10,000 peers with 30 edges each take
  * milliseconds per iteration.

@@ -1,4 +1,4 @@
-/** How a stage sent to a provider ended, as the requester saw it. */
+/** The outcome of a stage sent to a provider, as the requester saw it. */
 export type StageOutcome = 'completed' | 'failed' | 'timed_out' | 'wrong_result'
 
 /**
@@ -6,9 +6,9 @@ export type StageOutcome = 'completed' | 'failed' | 'timed_out' | 'wrong_result'
  * much as a success earns, so a provider that fails half its stages gains
  * nothing. A timeout costs more because the requester waited the whole
  * deadline. A wrong result (a spot check that did not match) costs as much
- * as twenty successes: it is a lie rather than bad luck, and with one stage
- * in ten checked a provider that lies on every stage loses more than it
- * gains.
+ * as twenty successes, because it is a lie rather than bad luck. With one
+ * stage in ten checked, a provider that lies on every stage loses more than
+ * it gains.
  */
 export const OUTCOME_WEIGHTS: Readonly<Record<StageOutcome, number>> = {
   completed: 1,

@@ -195,7 +195,7 @@ export class Reputation {
     }
   }
 
-  /** The peers this node knows most about, for the API: top by global trust, then every distrusted one. */
+  /** Returns the peers with the most global trust, up to `limit`, for the API. */
   snapshot (limit = 100): { computedAt?: number, reports: number, peers: PeerReputation[] } {
     const known = new Set<string>([...this.trust.keys(), ...this.local.entries().map(entry => entry.peer), ...this.forkers])
     const described = [...known].map(peer => this.describe(peer))

@@ -1,6 +1,6 @@
 import type { SpotCheckPolicy } from './spot-check.js'
 
-/** What provider choice reads of a node's reputation; a Reputation is one. */
+/** The parts of a node's reputation that provider choice reads; a Reputation has them all. */
 export interface TrustView {
   isDistrusted: (peer: string) => boolean
   localScore: (peer: string) => number
@@ -26,10 +26,10 @@ export interface ProviderChoice {
 
 /**
  * Sorts candidate providers for one stage. Global trust orders them but does
- * not replace the requester's own checks: in the many-node simulation a
+ * not replace the requester's own checks. In the many-node simulation, a
  * collective of cheaters that vouch for each other gathered more global
- * trust per node than honest providers from the few lucky canaries they
- * passed, so real stages go first to providers that passed this requester's
+ * trust per node than honest providers, from the few canaries they passed by
+ * luck. So real stages go first to providers that passed this requester's
  * own canaries, which no collective can inflate.
  */
 export function chooseProviders (candidates: readonly string[], view: TrustView, spotChecks: SpotCheckPolicy): ProviderChoice {

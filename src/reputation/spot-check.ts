@@ -11,9 +11,9 @@ export const DEFAULT_SPOT_CHECK_SHARE = 0.1
 export const DEFAULT_PROBATION_CHECKS = 3
 
 /**
- * How a stage is checked: not at all, by a canary command stage whose output
- * the requester computed itself, or (for a deterministic stage) by running
- * it a second time on another provider and comparing the results.
+ * The check of one stage: none, a canary command stage whose output the
+ * requester computed itself, or (for a deterministic stage) a second run on
+ * another provider whose result is compared.
  */
 export type SpotCheck = 'none' | 'canary' | 'duplicate'
 
@@ -87,7 +87,7 @@ export const DEFAULT_CANARY_LINES = 200_000
 /**
  * Creates a canary: hash a fresh random nonce followed by the numbers 1 to
  * `lines`, one a line, with sha256sum. The requester computes the expected
- * output itself, and the nonce stops a provider from reusing an old answer.
+ * output itself, and the nonce stops a provider from reusing an old output.
  */
 export function createCanary (lines = DEFAULT_CANARY_LINES, nonce = randomBytes(16)): Canary {
   if (!Number.isInteger(lines) || lines < 1) {
@@ -124,8 +124,8 @@ export interface DuplicateVerdict {
 
 /**
  * Compares the results of one deterministic stage run on several providers.
- * Two that agree pass; two that differ give no majority, and the requester
- * runs it on a third provider and calls this again with all three.
+ * Two that agree pass. Two that differ give no majority, so the requester
+ * runs the stage on a third provider and calls this again with all three.
  */
 export function judgeDuplicates (results: readonly DuplicateResult[]): DuplicateVerdict {
   const groups: Array<{ hash: Uint8Array, providers: string[] }> = []

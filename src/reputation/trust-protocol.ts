@@ -1,7 +1,7 @@
 /**
  * `/emdx/trust/1.0.0`: two peers swap their signed trust reports. The
  * dialer writes its report as one length-prefixed message, the listener
- * verifies it, keeps it and answers with its own, and both close. A report
+ * verifies it, keeps it and responds with its own, and both close. A report
  * must be signed by the peer at the other end of the connection, so that no
  * peer can push reports in another peer's name. A bad message resets the
  * stream and is counted; it never reaches the caller as an exception on the
@@ -21,7 +21,7 @@ export const TRUST_PROTOCOL = '/emdx/trust/1.0.0'
 export const MAX_TRUST_MESSAGE_BYTES = MAX_TRUST_REPORT_BYTES + 256
 /** Deadline for each read and write of an exchange. */
 export const TRUST_EXCHANGE_TIMEOUT_MS = 10_000
-/** A peer that asks again sooner than this gets its stream reset. */
+/** A peer that requests another exchange sooner than this gets its stream reset. */
 export const MIN_EXCHANGE_INTERVAL_MS = 60_000
 /** How often a node swaps reports with its connected peers and recomputes global trust. */
 export const EXCHANGE_ROUND_INTERVAL_MS = 10 * 60_000
@@ -97,8 +97,8 @@ export class TrustExchange {
 
   /**
    * Sends this node's report to the peer and returns the peer's report,
-   * verified and kept by the reputation. Throws a TrustExchangeError when the
-   * peer's answer is invalid or late.
+   * verified and stored by the reputation. Throws a TrustExchangeError when
+   * the peer's response is invalid or late.
    */
   async exchange (peer: PeerId, options: { signal?: AbortSignal } = {}): Promise<TrustReport> {
     const signal = this.deadline(options.signal)

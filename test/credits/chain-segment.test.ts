@@ -1,23 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { STARTING_CREDIT_LINE, STARTING_GRANT, backedBalance, creditLine, decideAdmission } from '../../src/credits/admission.js'
 import { chainBalance, decodeChainSegment, encodeChainSegment, verifyChainSegment } from '../../src/credits/chain.js'
 import { decodeLedgerEntryBody, ledgerEntryHash, signLedgerEntry } from '../../src/credits/ledger-entry.js'
-import { openTestNode, settleJob } from '../helpers/credits.js'
-import type { TestNode } from '../helpers/credits.js'
+import { settleJob, useTestNodes } from '../helpers/credits.js'
 
-const opened: TestNode[] = []
-
-async function node (): Promise<TestNode> {
-  const created = await openTestNode()
-  opened.push(created)
-  return created
-}
-
-afterEach(async () => {
-  for (const each of opened.splice(0)) {
-    await each.db.cleanup()
-  }
-})
+const node = useTestNodes()
 
 describe('chain segment', () => {
   it('gives the owner balance', async () => {

@@ -22,9 +22,10 @@ afterEach(async () => {
 })
 
 /**
- * A forker spends its grant with executor X on one branch of its chain,
- * then rewrites that entry on a second branch to spend it again with Y.
- * Returns X's fork proof, found when the forker shows X the second branch.
+ * Builds a fork and returns X's proof of it. A forker spends its grant with
+ * executor X on one branch of its chain, then rewrites that entry on a
+ * second branch to spend it again with Y. X finds the fork when the forker
+ * shows it the second branch.
  */
 async function forkAndShow (): Promise<{ proof: ForkProof, forker: string }> {
   const forkerKey = await newSigner()

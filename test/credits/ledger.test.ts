@@ -1,24 +1,10 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { STARTING_GRANT } from '../../src/credits/admission.js'
 import { Ledger } from '../../src/credits/ledger.js'
 import { GENESIS_PREV, ledgerEntryHash } from '../../src/credits/ledger-entry.js'
-import { openTestNode, settleJob } from '../helpers/credits.js'
-import type { TestNode } from '../helpers/credits.js'
+import { settleJob, useTestNodes } from '../helpers/credits.js'
 
-const opened: TestNode[] = []
-
-async function node (): Promise<TestNode> {
-  const created = await openTestNode()
-  opened.push(created)
-  return created
-}
-
-afterEach(async () => {
-  for (const each of opened.splice(0)) {
-    await each.ledger.close()
-    await each.db.cleanup()
-  }
-})
+const node = useTestNodes()
 
 describe('Ledger', () => {
   it('starts with the starting grant', async () => {

@@ -5,6 +5,7 @@ import path from 'node:path'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { Level } from 'level'
+import { afterEach } from 'vitest'
 import { Ledger } from '../../src/credits/ledger.js'
 import { countersignReceipt, creditsFor, issueReceipt } from '../../src/credits/receipt.js'
 import { sha256 } from '../../src/records/hash.js'
@@ -24,7 +25,7 @@ export interface TestJob {
   terms: JobTerms
 }
 
-/** A job of `cpuSeconds` CPU seconds whose receipt claims exactly its price. */
+/** Creates a job of `cpuSeconds` CPU seconds whose receipt claims exactly its price. */
 export function newJob (executor: Signer, requester: Signer, cpuSeconds = 10): TestJob {
   const resources = { cpuSeconds, wallSeconds: cpuSeconds, peakMemoryBytes: 0, agentInputTokens: 0, agentOutputTokens: 0, agentCostUsd: 0 }
   const credits = creditsFor(resources, testPrice)
@@ -97,4 +98,23 @@ export async function settleJob (executor: TestNode, requester: TestNode, cpuSec
   await executor.ledger.recordWitness(requesterEntry)
   await requester.ledger.recordWitness(executorEntry)
   return receipt
+}
+
+/**
+ * Returns a function that opens test nodes, each in its own temporary
+ * LevelDB, and removes them all after each test of the calling file.
+ */
+export function useTestNodes (): (signer?: Signer) => Promise<TestNode> {
+  const opened: TestNode[] = []
+  afterEach(async () => {
+    for (const each of opened.splice(0)) {
+      await each.ledger.close()
+      await each.db.cleanup()
+    }
+  })
+  return async (signer) => {
+    const created = await openTestNode(signer)
+    opened.push(created)
+    return created
+  }
 }

@@ -20,7 +20,7 @@ async function startNode (folder: string, name: string): Promise<EmdxNode> {
   return await EmdxNode.start({ config, logger: silentLogger() })
 }
 
-/** Writes one raw message on a fresh trust stream and returns whether the listener answered. */
+/** Writes one raw message on a fresh trust stream and returns whether the listener sent a response. */
 async function sendRaw (from: EmdxNode, to: EmdxNode, message: Uint8Array): Promise<boolean> {
   const stream = await from.libp2p.dialProtocol(to.peerId, TRUST_PROTOCOL)
   const messages = lpStream(stream, { maxDataLength: MAX_TRUST_MESSAGE_BYTES * 4 })

@@ -1,7 +1,7 @@
 /**
  * A model of an emdx network of many nodes that drives the real credit and
- * reputation code: every node has a real Ledger (in memory-level, because a
- * LevelDB folder per node would make 10,000 nodes too slow for CI), signs
+ * reputation code. Every node has a real Ledger, in memory-level because a
+ * LevelDB folder per node would make 10,000 nodes too slow for CI. It signs
  * real receipts, ledger entries and trust reports with its own Ed25519 key,
  * and decides with the real admission, EigenTrust, backoff and spot check
  * code. What is modelled rather than run:
@@ -327,9 +327,10 @@ export class Simulation {
   }
 
   /**
-   * Orders providers for a real stage with the real choice code: one of the
-   * best TOP_CHOICES verified ones first, so that load spreads; without
-   * verified ones (early on), the best by global trust of those on probation.
+   * Orders providers for a real stage with the real choice code. One of the
+   * best TOP_CHOICES verified ones comes first, so that load spreads. Without
+   * verified ones (early on), the best by global trust of those on probation
+   * follow.
    */
   private orderForRealStage (requester: SimNode, candidates: SimNode[]): SimNode[] {
     const peers = candidates.filter(candidate => candidate !== requester).map(candidate => candidate.signer.peerId)
