@@ -1,5 +1,6 @@
 import { chainBalance } from './chain.js'
-import type { ChainState } from './chain.js'
+import type { ChainSegment, ChainState } from './chain.js'
+import type { ForkProof } from './fork-proof.js'
 
 /**
  * The credit rules every node applies, in millicredits (1 credit = 1000).
@@ -73,4 +74,42 @@ export function decideAdmission (request: AdmissionRequest): AdmissionDecision {
     return { admitted: false, reason: 'insufficient-credit', available }
   }
   return { admitted: true, available }
+}
+
+/** What admission reads of the executor's reputation; a Reputation has all of it. */
+export interface RequesterTrust {
+  trustScore: (peer: string) => number
+  isDistrusted: (peer: string) => boolean
+}
+
+/** The ledger operations admission uses; a Ledger has them. */
+export interface AdmissionLedger {
+  readonly owner: string
+  importSegment: (segment: ChainSegment) => Promise<{ state: ChainState, forkProofs: ForkProof[] }>
+  isForker: (peer: string) => boolean
+}
+
+export type RequesterAdmission = AdmissionDecision & {
+  /** Fork proofs found while importing the requester's segment: share them with peers. */
+  forkProofs: ForkProof[]
+}
+
+/**
+ * Runs the executor's credit check for one offer: imports the requester's
+ * chain segment (which the executor requested from `verifiedChain(peer).seq`
+ * on), then decides with `decideAdmission`. A segment that does not verify
+ * throws a LedgerEntryError, which the stage protocol turns into a Reject. A
+ * fork found in the segment rejects the job as distrusted.
+ */
+export async function admitRequester (ledger: AdmissionLedger, trust: RequesterTrust, segment: ChainSegment, price: number): Promise<RequesterAdmission> {
+  const { state, forkProofs } = await ledger.importSegment(segment)
+  const requester = segment.owner
+  const decision = decideAdmission({
+    chain: state,
+    price,
+    trustScore: trust.trustScore(requester),
+    distrusted: forkProofs.length > 0 || ledger.isForker(requester) || trust.isDistrusted(requester),
+    isBackedPayer: payer => payer === ledger.owner || trust.trustScore(payer) >= BACKED_PAYER_SCORE
+  })
+  return { ...decision, forkProofs }
 }

@@ -23,6 +23,9 @@
  * - `recordWitness(entry)`: keeps a counterparty's signed entry; returns a
  *   fork proof when it conflicts with one held for the same seq.
  * - `recordForkProof(proof)`, `forkProofs()`, `isForker(peerId)`.
+ *
+ * Admission (`admitRequester` in admission.ts) combines `importSegment` with
+ * the requester's trust.
  */
 import { z } from 'zod'
 import { EmdxError } from '../node/errors.js'

@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest'
-import { decideAdmission } from '../../src/credits/admission.js'
+import { admitRequester, decideAdmission } from '../../src/credits/admission.js'
 import { createForkProof, decodeForkProof, encodeForkProof } from '../../src/credits/fork-proof.js'
 import { Ledger } from '../../src/credits/ledger.js'
 import { Reputation } from '../../src/reputation/reputation.js'
@@ -111,5 +111,33 @@ describe('fork proof', () => {
     const tampered = { entries: [proof.entries[0], { ...proof.entries[1], body }] as const }
 
     expect(() => decodeForkProof(encodeForkProof({ ...proof, entries: [...tampered.entries] }))).toThrow(/not signed by its owner|not valid/)
+  })
+})
+
+describe('admitRequester', () => {
+  it('rejects a forked segment', async () => {
+    const forkerKey = await newSigner()
+    const branchA = await node(forkerKey)
+    const branchB = await node(forkerKey)
+    const executor = await node()
+    const other = await node()
+    await settleJob(executor, branchA, 5)
+    await settleJob(other, branchB, 5)
+    const trust = { trustScore: () => 1, isDistrusted: () => false }
+
+    const decision = await admitRequester(executor.ledger, trust, await branchB.ledger.exportSegment(), 1)
+
+    expect(decision).toMatchObject({ admitted: false, reason: 'distrusted' })
+    expect(decision.forkProofs).toHaveLength(1)
+  })
+
+  it('admits a sound requester', async () => {
+    const requester = await node()
+    const executor = await node()
+    const trust = { trustScore: () => 0, isDistrusted: () => false }
+
+    const decision = await admitRequester(executor.ledger, trust, await requester.ledger.exportSegment(), 1000)
+
+    expect(decision.admitted).toBe(true)
   })
 })

@@ -21,7 +21,7 @@
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { MemoryLevel } from 'memory-level'
-import { BACKED_PAYER_SCORE, STARTING_GRANT, decideAdmission } from '../../src/credits/admission.js'
+import { STARTING_GRANT, admitRequester } from '../../src/credits/admission.js'
 import { decodeForkProof, encodeForkProof } from '../../src/credits/fork-proof.js'
 import { Ledger } from '../../src/credits/ledger.js'
 import { decodeLedgerEntryBody } from '../../src/credits/ledger-entry.js'
@@ -401,18 +401,16 @@ export class Simulation {
     try {
       // From the last verified entry on, inclusive: a rewritten history then shows as a fork.
       const known = await provider.ledger.verifiedChain(peer)
-      const { state, forkProofs } = await provider.ledger.importSegment(await chainOwner.exportSegment(Math.max(0, known.seq)))
-      for (const proof of forkProofs) {
+      const segment = await chainOwner.exportSegment(Math.max(0, known.seq))
+      const trust = {
+        trustScore: (other: string) => vantage.trustScore(other),
+        isDistrusted: (other: string) => provider.reputation.isDistrusted(other) || vantage.isForker(other)
+      }
+      const decision = await admitRequester(provider.ledger, trust, segment, creditsFor(resourcesFor(cpuSeconds), PRICE))
+      for (const proof of decision.forkProofs) {
         this.pendingProofs.push(proof)
         this.figures.forkProofs++
       }
-      const decision = decideAdmission({
-        chain: state,
-        price: creditsFor(resourcesFor(cpuSeconds), PRICE),
-        trustScore: vantage.trustScore(peer),
-        distrusted: provider.reputation.isDistrusted(peer) || provider.ledger.isForker(peer) || vantage.isForker(peer),
-        isBackedPayer: payer => payer === provider.signer.peerId || vantage.trustScore(payer) >= BACKED_PAYER_SCORE
-      })
       admitted = decision.admitted
     } catch {
       // A segment that does not verify, or hides newer entries, is a rejection.
