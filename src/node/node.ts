@@ -8,6 +8,7 @@ import { registerStatusRoutes } from '../api/status-routes.js'
 import { Ledger } from '../credits/ledger.js'
 import { createSigner } from '../records/signature.js'
 import { Reputation } from '../reputation/reputation.js'
+import { ReputationStore } from '../reputation/store.js'
 import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
@@ -102,8 +103,9 @@ export class EmdxNode {
         logger.info({ file: identity.file }, 'created a new identity key')
       }
 
-      const { ledger, reputation } = await openCredits(config, database, identity.privateKey, init.logger)
+      const { ledger, reputation, reputationStore } = await openCredits(config, database, identity.privateKey, init.logger)
       stopSteps.push(async () => { await ledger.close() })
+      stopSteps.push(async () => { await reputationStore.flush() })
 
       // datastore-level types its argument as a whole Level; a sublevel has the same API.
       const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
@@ -234,9 +236,10 @@ export class EmdxNode {
 /**
  * Opens the credit ledger (which replays and checks the chain, so a corrupt
  * ledger stops the start) and the reputation, with the bootstrap peers as
- * EigenTrust's pre-trusted set and the fork proofs the ledger holds.
+ * EigenTrust's pre-trusted set, its saved local trust and the fork proofs
+ * in the ledger.
  */
-async function openCredits (config: NodeConfig, database: RootDatabase, privateKey: Parameters<typeof createSigner>[0], logger: Logger): Promise<{ ledger: Ledger, reputation: Reputation }> {
+async function openCredits (config: NodeConfig, database: RootDatabase, privateKey: Parameters<typeof createSigner>[0], logger: Logger): Promise<{ ledger: Ledger, reputation: Reputation, reputationStore: ReputationStore }> {
   const peerId = peerIdFromPrivateKey(privateKey).toString()
   const ledger = await Ledger.open({
     database,
@@ -247,11 +250,13 @@ async function openCredits (config: NodeConfig, database: RootDatabase, privateK
 
   const bootstrapPeers = config.bootstrap.flatMap(address => multiaddr(address).getComponents()
     .flatMap(component => component.name === 'p2p' && component.value !== undefined ? [component.value] : []))
-  const reputation = new Reputation({ self: peerId, bootstrapPeers })
+  const reputationStore = new ReputationStore(database, logger.child({ component: 'reputation' }))
+  const reputation = new Reputation({ self: peerId, bootstrapPeers, onLocalTrust: (peer, score, outcomes) => { reputationStore.save(peer, score, outcomes) } })
+  await reputationStore.restore(reputation)
   for (const proof of await ledger.forkProofs()) {
     reputation.markForker(proof.owner)
   }
-  return { ledger, reputation }
+  return { ledger, reputation, reputationStore }
 }
 
 /** Connected peers that announced the protocol through identify. */

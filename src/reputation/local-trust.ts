@@ -43,6 +43,11 @@ export class LocalTrust {
     return this.peers.get(peer)?.score ?? 0
   }
 
+  /** The number of outcomes recorded for the peer. */
+  outcomes (peer: string): number {
+    return this.peers.get(peer)?.outcomes ?? 0
+  }
+
   hasExperience (peer: string): boolean {
     return this.peers.has(peer)
   }

@@ -39,6 +39,8 @@ export interface ReputationInit {
   bootstrapPeers: readonly string[]
   clock?: () => number
   backoff?: Omit<BackoffOptions, 'clock'>
+  /** Called after each outcome with the peer's new local trust, to save it (see ReputationStore). */
+  onLocalTrust?: (peer: string, score: number, outcomes: number) => void
 }
 
 export interface PeerReputation {
@@ -60,6 +62,7 @@ export class Reputation {
   readonly backoff: Backoff
   private readonly bootstrapPeers: readonly string[]
   private readonly clock: () => number
+  private readonly onLocalTrust?: ReputationInit['onLocalTrust']
   private readonly reports = new Map<string, TrustReport>()
   private readonly forkers = new Set<string>()
   private trust = new Map<string, number>()
@@ -71,11 +74,13 @@ export class Reputation {
     this.bootstrapPeers = init.bootstrapPeers.filter(peer => peer !== init.self)
     this.clock = init.clock ?? Date.now
     this.backoff = new Backoff({ ...init.backoff, clock: this.clock })
+    this.onLocalTrust = init.onLocalTrust
   }
 
   /** Records how a stage sent to the provider ended. */
   recordOutcome (peer: string, outcome: StageOutcome): void {
     this.local.record(peer, outcome)
+    this.onLocalTrust?.(peer, this.local.score(peer), this.local.outcomes(peer))
     if (outcome === 'completed') {
       this.backoff.recordSuccess(peer)
     } else {

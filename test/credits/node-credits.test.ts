@@ -99,3 +99,27 @@ describe('node with corrupt ledger', () => {
     }
   })
 })
+
+describe('node reputation', () => {
+  it('keeps local trust across restarts', async () => {
+    const dataDir = await mkdtemp(path.join(os.tmpdir(), 'emdx-node-reputation-'))
+    const provider = '12D3KooWNz2pJvnddrnqTubUC2bjAmPFtifJvfERC1jcNJAzyS3f'
+    try {
+      const first = await startNode(dataDir)
+      first.reputation.recordOutcome(provider, 'completed')
+      first.reputation.recordOutcome(provider, 'completed')
+      first.reputation.recordOutcome(provider, 'failed')
+      await first.stop()
+
+      const second = await startNode(dataDir)
+      const score = second.reputation.localScore(provider)
+      const outcomes = second.reputation.local.outcomes(provider)
+      await second.stop()
+
+      expect(score).toBe(1)
+      expect(outcomes).toBe(3)
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+})
