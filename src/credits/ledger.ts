@@ -315,8 +315,16 @@ export class Ledger {
 
       // Entries this node verified before are compared as witnesses only:
       // a different entry at a known seq is a fork, not a new chain.
-      const overlap = segment.links.filter(link => decodeLedgerEntryBody(link.entry.body).seq <= known.seq)
-      const fresh = segment.links.slice(overlap.length)
+      let overlapLength = 0
+      while (overlapLength < segment.links.length) {
+        const body = decodeLedgerEntryBody(segment.links[overlapLength]!.entry.body)
+        if (body.owner !== segment.owner || body.seq > known.seq) {
+          break
+        }
+        overlapLength++
+      }
+      const overlap = segment.links.slice(0, overlapLength)
+      const fresh = segment.links.slice(overlapLength)
       const forkProofs = await this.storeWitnesses(overlap.map(link => link.entry))
       if (forkProofs.length > 0) {
         return { state: known, forkProofs }

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { STARTING_CREDIT_LINE, STARTING_GRANT, backedBalance, creditLine, decideAdmission } from '../../src/credits/admission.js'
 import { chainBalance, decodeChainSegment, encodeChainSegment, verifyChainSegment } from '../../src/credits/chain.js'
 import { decodeLedgerEntryBody, ledgerEntryHash, signLedgerEntry } from '../../src/credits/ledger-entry.js'
-import { settleJob, useTestNodes } from '../helpers/credits.js'
+import { newSigner, settleJob, useTestNodes } from '../helpers/credits.js'
 
 const node = useTestNodes()
 
@@ -58,6 +58,24 @@ describe('chain segment', () => {
 
     expect(state.seq).toBe(1)
     expect(chainBalance(state, STARTING_GRANT)).toBe(alice.ledger.balance().balance)
+  })
+
+  it('proves a rewritten verified entry', async () => {
+    const requesterKey = await newSigner()
+    const branchA = await node(requesterKey)
+    const branchB = await node(requesterKey)
+    const executor = await node()
+    const other = await node()
+    await settleJob(other, branchA)
+    await executor.ledger.importSegment(await branchA.ledger.exportSegment())
+    await settleJob(other, branchB, 3)
+
+    const known = await executor.ledger.verifiedChain(requesterKey.peerId)
+    const { state, forkProofs } = await executor.ledger.importSegment(await branchB.ledger.exportSegment(known.seq))
+
+    expect(forkProofs).toHaveLength(1)
+    expect(state.seq).toBe(known.seq)
+    expect(executor.ledger.isForker(requesterKey.peerId)).toBe(true)
   })
 
   it('rejects a segment hiding newer entries', async () => {
