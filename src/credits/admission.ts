@@ -76,7 +76,7 @@ export function decideAdmission (request: AdmissionRequest): AdmissionDecision {
   return { admitted: true, available }
 }
 
-/** What admission reads of the executor's reputation; a Reputation has all of it. */
+/** The parts of the executor's reputation that admission reads; a Reputation has them all. */
 export interface RequesterTrust {
   trustScore: (peer: string) => number
   isDistrusted: (peer: string) => boolean

@@ -57,7 +57,7 @@ export class ReputationStore {
     return restored
   }
 
-  /** Saves one peer's local trust; failures are logged, because an outcome must never fail a stage. */
+  /** Saves one peer's local trust in the background. A failed write is logged rather than thrown, so that saving cannot fail a stage. */
   save (peer: string, score: number, outcomes: number): void {
     const write = this.store.put(OUTCOME_PREFIX + peer, encodeCanonical({ score, outcomes })).catch((err: unknown) => {
       this.logger.warn({ peer, err }, 'failed to save local trust')
