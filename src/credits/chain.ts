@@ -41,6 +41,11 @@ export interface VerifyChainOptions {
   /** Job ids already recorded in the base; a job recorded twice is rejected. */
   isKnownJob?: (jobId: string) => boolean
   /**
+   * A set that collects the segment's job ids, and whose ids count as
+   * already recorded, for replaying a long chain in several segments.
+   */
+  seenJobs?: Set<string>
+  /**
    * Which signatures to check. 'all' (the default) checks the owner's on
    * every entry and both on every receipt. 'counterparty' checks the owner's
    * on every entry and the other peer's on every receipt. The owner's own
@@ -74,7 +79,7 @@ export function verifyChainSegment (segment: ChainSegment, options: VerifyChainO
   }
 
   const state: ChainState = { ...base, earnedByPayer: new Map(base.earnedByPayer) }
-  const jobsInSegment = new Set<string>()
+  const jobsInSegment = options.seenJobs ?? new Set<string>()
   for (const link of segment.links) {
     const signatures = options.signatures ?? 'all'
     const body = signatures === 'none'

@@ -27,6 +27,7 @@
  * Admission (`admitRequester` in admission.ts) combines `importSegment` with
  * the requester's trust.
  */
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises'
 import { z } from 'zod'
 import { EmdxError } from '../node/errors.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
@@ -142,6 +143,7 @@ const PEER_JOB_PREFIX = 'q:'
 const FORK_PREFIX = 'f:'
 const HEAD_KEY = 'head'
 const SEQ_DIGITS = 16
+const REPLAY_CHUNK_LINKS = 256
 
 const storedLinkSchema = z.strictObject({ entry: ledgerEntrySchema, receipt: receiptSchema })
 const storedHeadSchema = z.strictObject({
@@ -388,15 +390,15 @@ export class Ledger {
    * throwing, so that `receipts --verify` can report it.
    */
   async verify (): Promise<LedgerVerification> {
-    const { links, count } = await this.readAllLinks()
+    const progress = { count: 0 }
     try {
-      const state = verifyChainSegment({ owner: this.owner, links }, { signatures: 'all' })
-      if (count !== state.seq + 1 || !sameHead(state, this.state)) {
-        return this.verification(false, count, `the chain adds up to entry ${state.seq}, but the cached head is entry ${this.state.seq}`)
+      const state = await this.replay('all', progress)
+      if (!sameHead(state, this.state)) {
+        return this.verification(false, progress.count, `the chain adds up to entry ${state.seq}, but the cached head is entry ${this.state.seq}`)
       }
-      return this.verification(true, count)
+      return this.verification(true, progress.count)
     } catch (err) {
-      return this.verification(false, count, (err as Error).message)
+      return this.verification(false, progress.count, (err as Error).message)
     }
   }
 
@@ -409,13 +411,17 @@ export class Ledger {
   }
 
   private async load (): Promise<void> {
-    const { links, count } = await this.readAllLinks()
+    const progress = { count: 0 }
     let replayed: ChainState
     try {
-      replayed = verifyChainSegment({ owner: this.owner, links }, { signatures: 'none' })
+      replayed = await this.replay('none', progress)
     } catch (err) {
+      if (err instanceof LedgerCorruptError) {
+        throw err
+      }
       throw this.corrupt(`the ledger chain in ${this.location} is broken: ${(err as Error).message}`, err)
     }
+    const count = progress.count
 
     const raw = await this.store.get(HEAD_KEY)
     if (raw === undefined) {
@@ -435,12 +441,25 @@ export class Ledger {
     }
   }
 
-  private async readAllLinks (): Promise<{ links: ChainLink[], count: number }> {
-    const links: ChainLink[] = []
+  /**
+   * Replays the whole chain in chunks of REPLAY_CHUNK_LINKS, yielding to the
+   * event loop between chunks: checking every signature of a long chain
+   * takes seconds, and the node must keep serving meanwhile.
+   */
+  private async replay (signatures: 'all' | 'none', progress: { count: number }): Promise<ChainState> {
+    let state = emptyChainState(this.owner)
+    const seenJobs = new Set<string>()
+    let chunk: ChainLink[] = []
     for await (const [key, value] of this.store.iterator({ gte: ENTRY_PREFIX, lt: ENTRY_PREFIX + '\xff' })) {
-      links.push(this.decodeLink(key, value))
+      chunk.push(this.decodeLink(key, value))
+      progress.count++
+      if (chunk.length === REPLAY_CHUNK_LINKS) {
+        state = verifyChainSegment({ owner: this.owner, links: chunk }, { base: state, signatures, seenJobs })
+        chunk = []
+        await yieldToEventLoop()
+      }
     }
-    return { links, count: links.length }
+    return verifyChainSegment({ owner: this.owner, links: chunk }, { base: state, signatures, seenJobs })
   }
 
   private decodeLink (key: string, value: Uint8Array): ChainLink {

@@ -56,6 +56,20 @@ describe('Ledger', () => {
     expect(report.entries).toBe(5)
   })
 
+  it('verifies a chain longer than a chunk', async () => {
+    const executor = await node()
+    const requester = await node()
+    for (let index = 0; index < 300; index++) {
+      await settleJob(executor, requester, 1)
+    }
+
+    const report = await executor.ledger.verify()
+    const reopened = await Ledger.open({ database: executor.db.database, signer: executor.signer, location: executor.db.location })
+
+    expect(report).toMatchObject({ valid: true, entries: 300 })
+    expect(reopened.balance()).toEqual(executor.ledger.balance())
+  })
+
   it('keeps the balance across a reopen', async () => {
     const executor = await node()
     const requester = await node()
