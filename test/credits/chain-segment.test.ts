@@ -46,7 +46,7 @@ describe('chain segment', () => {
     expect(() => verifyChainSegment(doubled)).toThrow(/records job [0-9a-f]+ a second time/)
   })
 
-  it('imports increments on top of earlier imports', async () => {
+  it('imports increments after earlier imports', async () => {
     const alice = await node()
     const bob = await node()
     const carol = await node()

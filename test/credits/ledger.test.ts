@@ -56,7 +56,7 @@ describe('Ledger', () => {
     expect(report.entries).toBe(5)
   })
 
-  it('verifies a chain longer than a chunk', async () => {
+  it('verifies chains longer than chunks', async () => {
     const executor = await node()
     const requester = await node()
     for (let index = 0; index < 300; index++) {

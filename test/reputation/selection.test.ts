@@ -22,7 +22,7 @@ describe('chooseProviders', () => {
     expect(choice.onProbation).toEqual(['stranger'])
   })
 
-  it('drops a cheater after one wrong canary', () => {
+  it('drops cheater after wrong canary', () => {
     const reputation = new Reputation({ self: 'me', bootstrapPeers: [] })
     const policy = new SpotCheckPolicy({ probationChecks: 2 })
     passChecks(reputation, policy, 'cheater', 5)
