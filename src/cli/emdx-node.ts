@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander'
 import { ConfigError, EmdxError } from '../node/errors.js'
 import { VERSION } from '../node/version.js'
 import { registerCapacityCommand } from './commands/capacity.js'
+import { registerCreditsCommands } from './commands/credits.js'
 import { registerDevnetCommand } from './commands/devnet.js'
 import { registerStartCommand } from './commands/start.js'
 import { registerStatusCommands } from './commands/status.js'
@@ -15,6 +16,7 @@ const program = new Command('emdx-node')
 registerStartCommand(program)
 registerStatusCommands(program)
 registerCapacityCommand(program)
+registerCreditsCommands(program)
 registerDevnetCommand(program)
 
 try {

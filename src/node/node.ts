@@ -6,15 +6,20 @@ import { CapacityAdvertiser } from '../dht/advertiser.js'
 import { serveCapacity } from '../dht/capacity-protocol.js'
 import { Discovery } from '../dht/discovery.js'
 import { createCapacityValidator, selectCapacityRecord, SequenceRegistry } from '../dht/validator.js'
+import { registerCreditsRoutes } from '../api/credits-routes.js'
 import { createSigner } from '../records/signature.js'
+import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
 import { watchBootstrap } from './bootstrap-watch.js'
+import { openCredits, peersWithProtocol } from './credits-parts.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
 import { loadOrCreateEncryptionKey, loadOrCreateIdentity } from './identity.js'
 import { createNetwork } from './libp2p.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
+import type { Ledger } from '../credits/ledger.js'
 import type { AdvertiserTiming, CapacitySnapshot } from '../dht/advertiser.js'
+import type { Reputation } from '../reputation/reputation.js'
 import type { Signer } from '../records/signature.js'
 import type { NodeConfig } from './config.js'
 import type { RootDatabase } from './data-dir.js'
@@ -81,6 +86,9 @@ interface NodeParts {
   libp2p: EmdxLibp2p
   discovery: Discovery
   advertiser?: CapacityAdvertiser
+  ledger: Ledger
+  reputation: Reputation
+  trustExchange: TrustExchange
   api: ApiServer
   stopSteps: StopStep[]
 }
@@ -99,6 +107,9 @@ export class EmdxNode {
   readonly encryptionKey: EncryptionKeyPair
   readonly discovery: Discovery
   readonly advertiser?: CapacityAdvertiser
+  readonly ledger: Ledger
+  readonly reputation: Reputation
+  readonly trustExchange: TrustExchange
   readonly api: ApiServer
   readonly startedAt: Date
   private readonly logger: Logger
@@ -114,6 +125,9 @@ export class EmdxNode {
     this.libp2p = parts.libp2p
     this.discovery = parts.discovery
     this.advertiser = parts.advertiser
+    this.ledger = parts.ledger
+    this.reputation = parts.reputation
+    this.trustExchange = parts.trustExchange
     this.api = parts.api
     this.stopSteps = parts.stopSteps
     this.startedAt = new Date()
@@ -135,11 +149,20 @@ export class EmdxNode {
       }
       const encryptionKey = await loadOrCreateEncryptionKey(config.dataDir)
 
+      const { ledger, reputation, reputationStore } = await openCredits(config, database, identity.privateKey, init.logger)
+      stopSteps.push(async () => { await ledger.close() })
+      stopSteps.push(async () => { await reputationStore.flush() })
+
       const libp2p = await startLibp2p(init, database, identity.privateKey, stopSteps)
       const signer = createSigner(identity.privateKey, libp2p.peerId.toString())
 
       const discovery = new Discovery({ libp2p, logger: init.logger.child({ component: 'discovery' }) })
       const advertiser = await startAdvertising(init, { libp2p, signer, database, encryptionKey }, stopSteps)
+
+      const trustExchange = new TrustExchange({ libp2p, reputation, signer, logger: init.logger.child({ component: 'trust' }) })
+      await trustExchange.start()
+      trustExchange.startRounds(async () => await peersWithProtocol(libp2p, TRUST_PROTOCOL))
+      stopSteps.push(async () => { await trustExchange.stop() })
 
       let node: EmdxNode | undefined
       const api = await startApiServer({
@@ -156,11 +179,12 @@ export class EmdxNode {
             seenRecords: () => discovery.seenRecords(),
             refresh: async (signal) => { await requireStarted(node).refreshNetworkView(signal) }
           })
+          registerCreditsRoutes(app, () => requireStarted(node))
         }
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, api, stopSteps })
+      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, ledger, reputation, trustExchange, api, stopSteps })
       logger.info({ peer: signer.peerId, api: api.url, sharing: advertiser !== undefined }, 'node started')
       return node
     } catch (err) {

@@ -1,0 +1,60 @@
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import nacl from 'tweetnacl'
+import { describe, expect, it } from 'vitest'
+import { createSigner, verifySignature } from '../../src/records/signature.js'
+
+async function newSigner (): Promise<{ signer: ReturnType<typeof createSigner>, raw: Uint8Array, publicKey: Uint8Array }> {
+  const privateKey = await generateKeyPair('Ed25519')
+  const peerId = peerIdFromPrivateKey(privateKey).toString()
+  return { signer: createSigner(privateKey, peerId), raw: privateKey.raw, publicKey: privateKey.publicKey.raw }
+}
+
+describe('record signatures', () => {
+  it('verify with the signer peer id', async () => {
+    const { signer } = await newSigner()
+    const message = new TextEncoder().encode('a ledger entry')
+
+    const signature = signer.sign('ledger-entry', message)
+
+    expect(verifySignature('ledger-entry', message, signature, signer.peerId)).toBe(true)
+  })
+
+  it('match tweetnacl signatures byte for byte', async () => {
+    const { signer, raw } = await newSigner()
+    const message = new TextEncoder().encode('a receipt')
+    const prefixed = new Uint8Array([...new TextEncoder().encode('emdx/receipt/v1\0'), ...message])
+
+    const signature = signer.sign('receipt', message)
+
+    expect(signature).toEqual(nacl.sign.detached(prefixed, raw))
+  })
+
+  it('fail in another domain', async () => {
+    const { signer } = await newSigner()
+    const message = new TextEncoder().encode('a trust report')
+
+    const signature = signer.sign('trust-report', message)
+
+    expect(verifySignature('ledger-entry', message, signature, signer.peerId)).toBe(false)
+  })
+
+  it('fail for another peer', async () => {
+    const { signer } = await newSigner()
+    const { signer: other } = await newSigner()
+    const message = new TextEncoder().encode('a receipt')
+
+    const signature = signer.sign('receipt', message)
+
+    expect(verifySignature('receipt', message, signature, other.peerId)).toBe(false)
+  })
+
+  it('fail for a malformed peer id', async () => {
+    const { signer } = await newSigner()
+    const message = new TextEncoder().encode('a receipt')
+
+    const signature = signer.sign('receipt', message)
+
+    expect(verifySignature('receipt', message, signature, 'not-a-peer-id')).toBe(false)
+  })
+})
