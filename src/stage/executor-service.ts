@@ -1,13 +1,19 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { admitRequester } from '../credits/admission.js'
+import { decodeChainSegment } from '../credits/chain.js'
 import { creditsFor, issueReceipt, verifyReceipt } from '../credits/receipt.js'
 import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
 import { sha256 } from '../records/hash.js'
 import { StageChannel, StageProtocolError } from './channel.js'
-import { chunkSchema, countersignedSchema, MAX_MESSAGE_BYTES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { chunkSchema, countersignedSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
-import type { Price, Receipt, ReceiptBody } from '../credits/receipt.js'
+import type { AdmissionLedger, RequesterTrust } from '../credits/admission.js'
+import type { ChainSegment, ChainState } from '../credits/chain.js'
+import type { ForkProof } from '../credits/fork-proof.js'
+import type { LedgerEntry } from '../credits/ledger-entry.js'
+import type { JobTerms, Price, Receipt, ReceiptBody } from '../credits/receipt.js'
 import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
 import type { CapacityLeases, Lease } from './leases.js'
@@ -18,14 +24,19 @@ import type { EncryptionKeyPair } from '../node/identity.js'
 import type { Libp2p, Stream } from '@libp2p/interface'
 
 
-/** Decides whether a requester may buy this job: trust and credit. */
-export interface AdmissionPolicy {
-  check: (requester: string, offer: Offer, price: Price) => Promise<{ reason: 'credit' | 'distrusted', message: string } | undefined>
+/** The ledger operations the stage protocol uses, on both sides; the node's Ledger has them. */
+export interface StageLedger extends AdmissionLedger {
+  append: (receipt: Receipt, terms: JobTerms) => Promise<LedgerEntry>
+  recordWitness: (entry: LedgerEntry) => Promise<ForkProof | undefined>
+  exportSegment: (fromSeq?: number, limit?: number) => Promise<ChainSegment>
+  verifiedChain: (owner: string) => Promise<ChainState>
 }
 
-/** Where an executor's and a requester's finished receipts go: the ledger. */
-export interface ReceiptSink {
-  record: (receipt: Receipt, role: 'executor' | 'requester') => Promise<void>
+/** What the executor needs to check a requester's credit and trust before it takes a job. */
+export interface CreditCheck {
+  trust: RequesterTrust
+  /** Fork proofs found in a requester's chain or witnesses; the node shares them and distrusts the forker. */
+  onForkProofs?: (proofs: ForkProof[]) => void
 }
 
 export interface ExecutorTiming {
@@ -58,8 +69,9 @@ export interface ExecutorServiceInit {
   /** Images and agents this executor runs; offers asking for others are rejected. */
   images: string[]
   agents: string[]
-  admission?: AdmissionPolicy
-  receipts?: ReceiptSink
+  ledger: StageLedger
+  /** Without it, every requester is admitted whatever its balance, as on a devnet without credits. */
+  credit?: CreditCheck
   /** Folder for the input archives of running jobs. */
   workDir: string
   maxPayloadBytes?: number
@@ -150,6 +162,7 @@ export class ExecutorService {
         throw new JobRejected('busy', `this executor runs at most ${this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER} jobs of one requester at a time`, 5_000)
       }
       lease = await this.admit(peer, offer)
+      await this.checkCredit(channel, peer, offer)
       await this.runJob(channel, peer, offer, lease)
     } catch (err) {
       await this.fail(channel, peer, jobId, err)
@@ -182,11 +195,6 @@ export class ExecutorService {
       throw new JobRejected('payload', `the payload of ${offer.payload.bytes} bytes is over this executor's limit of ${this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES}`)
     }
 
-    const refusal = await this.init.admission?.check(peer, offer, this.init.price())
-    if (refusal !== undefined) {
-      throw new JobRejected(refusal.reason, refusal.message, refusal.reason === 'credit' ? 600_000 : 0)
-    }
-
     const lease = this.init.leases.tryReserve(offer.jobId, peer, offer.needs.cpus, offer.needs.memoryBytes)
     if (lease === undefined) {
       const free = this.init.leases.free()
@@ -197,6 +205,44 @@ export class ExecutorService {
       throw new JobRejected('replayed', `job ${offer.jobId} was offered here before`)
     }
     return lease
+  }
+
+  /**
+   * Asks the requester for its ledger chain from the last entry this node
+   * verified (inclusive, so a rewritten history shows as a fork) and admits
+   * the job only if the requester's backed balance plus its credit line
+   * covers the most it offered to pay.
+   */
+  private async checkCredit (channel: StageChannel, peer: string, offer: Offer): Promise<void> {
+    const credit = this.init.credit
+    if (credit === undefined) {
+      return
+    }
+
+    const known = await this.init.ledger.verifiedChain(peer)
+    await channel.write({ type: 'ledger-request', jobId: offer.jobId, fromSeq: Math.max(0, known.seq) })
+    const answer = await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
+
+    let decision
+    try {
+      const segment = decodeChainSegment(answer.segment)
+      if (segment.owner !== peer) {
+        throw new Error(`the segment is the chain of ${segment.owner}`)
+      }
+      decision = await admitRequester(this.init.ledger, credit.trust, segment, offer.maxCredits)
+    } catch (err) {
+      throw new JobRejected('credit', `the requester's ledger chain does not verify: ${(err as Error).message}`)
+    }
+    if (decision.forkProofs.length > 0) {
+      credit.onForkProofs?.(decision.forkProofs)
+    }
+    if (!decision.admitted) {
+      const reason = decision.reason === 'distrusted' ? 'distrusted' : 'credit'
+      const message = reason === 'distrusted'
+        ? 'this executor does not take work from this requester'
+        : `the requester can spend ${decision.available} millicredits, less than the ${offer.maxCredits} offered`
+      throw new JobRejected(reason, message, reason === 'credit' ? 600_000 : 0)
+    }
   }
 
   /** A guess at when capacity frees up: the heartbeat interval times the running jobs, 2 to 30 s. */
@@ -223,10 +269,16 @@ export class ExecutorService {
       await channel.write({ type: 'chunk', index, data })
     }
 
-    const receipt = issueReceipt(this.receiptBody(peer, offer, price, result, sha256(resultBytes), startedAt, finishedAt), this.init.signer)
+    const resultHash = sha256(resultBytes)
+    const receipt = issueReceipt(this.receiptBody(peer, offer, price, result, resultHash, startedAt, finishedAt), this.init.signer)
     await channel.write({ type: 'receipt', receipt })
-    const countersigned = await this.awaitCountersignature(channel, receipt)
-    await this.init.receipts?.record(countersigned, 'executor')
+    const { countersigned, witness } = await this.awaitCountersignature(channel, receipt)
+    const terms: JobTerms = { jobId: offer.jobId, requester: peer, executor: this.init.signer.peerId, price, maxCredits: offer.maxCredits, resultHash }
+    const entry = await this.init.ledger.append(countersigned, terms)
+    await channel.write({ type: 'entry', entry })
+    if (witness !== undefined) {
+      await this.recordWitness(witness, logger)
+    }
     await channel.close().catch(() => {})
     this.stats.completed++
     logger.info({ outcome: result.outcome, wallMs: Math.round(result.metrics.wallTimeMs) }, 'finished a stage')
@@ -353,14 +405,27 @@ export class ExecutorService {
     }
   }
 
-  private async awaitCountersignature (channel: StageChannel, receipt: Receipt): Promise<Receipt> {
+  private async awaitCountersignature (channel: StageChannel, receipt: Receipt): Promise<{ countersigned: Receipt, witness?: LedgerEntry }> {
     const message = await channel.read({ countersigned: { schema: countersignedSchema, maxBytes: MAX_MESSAGE_BYTES.receipt } }, this.timing.countersignTimeoutMs)
     const returned: Receipt = message.receipt
     if (!bytesEqual(returned.body, receipt.body) || !bytesEqual(returned.executorSignature, receipt.executorSignature)) {
       throw new StageProtocolError('garbage', 'the countersigned receipt is not the receipt this executor issued')
     }
     verifyReceipt(returned, { countersigned: true })
-    return returned
+    return { countersigned: returned, witness: message.entry }
+  }
+
+  /** Keeps the requester's ledger entry for this receipt; a conflicting one proves a fork. */
+  private async recordWitness (entry: LedgerEntry, logger: Logger): Promise<void> {
+    try {
+      const proof = await this.init.ledger.recordWitness(entry)
+      if (proof !== undefined) {
+        logger.warn({ forker: proof.owner }, 'the requester forked its ledger chain')
+        this.init.credit?.onForkProofs?.([proof])
+      }
+    } catch (err) {
+      logger.warn({ err }, 'the requester sent a ledger entry that does not verify')
+    }
   }
 
   /** Answers a failed job with a reject when the stream still allows it, then resets it. */

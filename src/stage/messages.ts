@@ -3,6 +3,7 @@ import { priceSchema, stageOutcomeSchema } from '../credits/receipt.js'
 import { bytesSchema, timestampSchema } from '../records/schema.js'
 import { HASH_BYTES } from '../records/hash.js'
 import { SIGNATURE_BYTES } from '../records/signature.js'
+import { MAX_SEGMENT_BYTES } from '../credits/chain.js'
 import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
 
 /**
@@ -11,13 +12,16 @@ import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
  *
  *   requester                         executor
  *   offer                 ->
+ *                         <-          ledger-request (when it checks credit)
+ *   ledger-segment        ->
  *                         <-          accept | reject
  *   seal (payload)        ->
  *   chunk x N             ->
  *                         <-          progress | heartbeat, repeated
  *                         <-          seal (result), chunk x N
  *                         <-          receipt (signed by the executor)
- *   countersigned         ->
+ *   countersigned         ->          (with the requester's ledger entry)
+ *                         <-          entry (the executor's ledger entry)
  *
  * Each message is a canonical CBOR map with a `type`, sent length-prefixed.
  * A reader checks the size limit of the type it expects before decoding,
@@ -113,6 +117,25 @@ export const heartbeatSchema = z.strictObject({
   at: timestampSchema
 })
 
+/** The executor asks for the requester's ledger chain from a sequence number on, to check its credit. */
+export const ledgerRequestSchema = z.strictObject({
+  type: z.literal('ledger-request'),
+  jobId,
+  fromSeq: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+})
+
+export const ledgerSegmentSchema = z.strictObject({
+  type: z.literal('ledger-segment'),
+  jobId,
+  /** The encoded chain segment; see `encodeChainSegment`. */
+  segment: bytesSchema()
+})
+
+const ledgerEntryWire = z.strictObject({ body: bytesSchema(), signature: bytesSchema(SIGNATURE_BYTES) })
+
+/** A side's own signed ledger entry for the job's receipt, kept by the other side as a witness. */
+export const entrySchema = z.strictObject({ type: z.literal('entry'), entry: ledgerEntryWire })
+
 const receiptWire = z.strictObject({
   body: bytesSchema(),
   executorSignature: bytesSchema(SIGNATURE_BYTES),
@@ -120,7 +143,7 @@ const receiptWire = z.strictObject({
 })
 
 export const receiptMessageSchema = z.strictObject({ type: z.literal('receipt'), receipt: receiptWire })
-export const countersignedSchema = z.strictObject({ type: z.literal('countersigned'), receipt: receiptWire })
+export const countersignedSchema = z.strictObject({ type: z.literal('countersigned'), receipt: receiptWire, entry: ledgerEntryWire.optional() })
 
 /** Upper bound of each message type's encoded size, checked before decoding. */
 export const MAX_MESSAGE_BYTES = {
@@ -129,7 +152,8 @@ export const MAX_MESSAGE_BYTES = {
   seal: 256,
   chunk: CHUNK_BYTES + MAC_BYTES + 64,
   progress: MAX_PROGRESS_LINES * (MAX_PROGRESS_LINE_CHARS * 4 + 32) + 256,
-  receipt: 8192
+  receipt: 8192,
+  ledgerSegment: MAX_SEGMENT_BYTES + 1024
 } as const
 
 /** Plaintext of a payload: what the executor runs. */
@@ -178,6 +202,9 @@ export type StageResultPayload = z.infer<typeof resultSchema>
 export type HeartbeatMessage = z.infer<typeof heartbeatSchema>
 export type ReceiptMessage = z.infer<typeof receiptMessageSchema>
 export type CountersignedMessage = z.infer<typeof countersignedSchema>
+export type LedgerRequestMessage = z.infer<typeof ledgerRequestSchema>
+export type LedgerSegmentMessage = z.infer<typeof ledgerSegmentSchema>
+export type EntryMessage = z.infer<typeof entrySchema>
 
 /** Every message of the stage protocol. */
-export type StageMessage = Offer | Accept | Reject | SealMessage | ChunkMessage | ProgressMessage | HeartbeatMessage | ReceiptMessage | CountersignedMessage
+export type StageMessage = Offer | Accept | Reject | SealMessage | ChunkMessage | ProgressMessage | HeartbeatMessage | ReceiptMessage | CountersignedMessage | LedgerRequestMessage | LedgerSegmentMessage | EntryMessage

@@ -1,19 +1,21 @@
 import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
+import { encodeChainSegment, MAX_SEGMENT_BYTES, MAX_SEGMENT_LINKS } from '../credits/chain.js'
 import { checkReceiptMatchesJob, countersignReceipt, verifyReceipt } from '../credits/receipt.js'
 import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
 import { EmdxError } from '../node/errors.js'
 import { decodeCanonical, encodeCanonical } from '../records/canonical.js'
 import { sha256 } from '../records/hash.js'
 import { StageChannel, StageProtocolError } from './channel.js'
-import { acceptSchema, chunkSchema, heartbeatSchema, MAX_MESSAGE_BYTES, progressSchema, receiptMessageSchema, rejectSchema, resultSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { acceptSchema, chunkSchema, entrySchema, heartbeatSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, progressSchema, receiptMessageSchema, rejectSchema, resultSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Price, Receipt, ReceiptBody } from '../credits/receipt.js'
 import type { CapacityRecord } from '../dht/capacity-record.js'
 import type { EncryptionKeyPair } from '../node/identity.js'
 import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
-import type { ReceiptSink } from './executor-service.js'
+import type { StageLedger } from './executor-service.js'
 import type { Accept, ProgressMessage, RejectReason, StageKind, StagePayload, StageResultPayload } from './messages.js'
 import type { Libp2p } from '@libp2p/interface'
 
@@ -58,7 +60,9 @@ export interface RemoteStageContext {
   signer: Signer
   encryptionKey: EncryptionKeyPair
   logger: Logger
-  receipts?: ReceiptSink
+  ledger: StageLedger
+  /** Fork proofs found in an executor's witnesses; the node shares them and distrusts the forker. */
+  onForkProofs?: (proofs: ForkProof[]) => void
 }
 
 export interface RemoteStageOptions {
@@ -150,10 +154,16 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     requesterKey: context.encryptionKey.publicKey
   }, options.signal)
 
-  const answer = await channel.read({
+  const answers = {
     accept: { schema: acceptSchema, maxBytes: MAX_MESSAGE_BYTES.answer },
     reject: { schema: rejectSchema, maxBytes: MAX_MESSAGE_BYTES.answer }
-  }, options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS, options.signal)
+  }
+  const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
+  let answer = await channel.read({ ...answers, 'ledger-request': { schema: ledgerRequestSchema, maxBytes: MAX_MESSAGE_BYTES.answer } }, timeoutMs, options.signal)
+  if (answer.type === 'ledger-request') {
+    await sendLedgerSegment(channel, jobId, answer.fromSeq, context.ledger, options.signal)
+    answer = await channel.read(answers, timeoutMs, options.signal)
+  }
 
   if (answer.jobId !== jobId) {
     throw new StageProtocolError('unexpected', `the executor answered for job ${answer.jobId}`)
@@ -162,6 +172,23 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     throw new RemoteStageError('rejected', peer, `the executor rejected the stage (${answer.reason}): ${answer.message}`, { reason: answer.reason, retryAfterMs: answer.retryAfterMs })
   }
   return answer
+}
+
+/**
+ * Sends this node's ledger chain from `fromSeq` on, so the executor can
+ * check its credit. A chain too long for one message is cut at the most
+ * links that fit; the executor then sees less earned and spent than there is.
+ */
+async function sendLedgerSegment (channel: StageChannel, jobId: string, fromSeq: number, ledger: StageLedger, signal?: AbortSignal): Promise<void> {
+  // TODO: send long chains in several segments; an executor meeting a
+  // requester with more than MAX_SEGMENT_LINKS entries sees only a prefix.
+  let segment = encodeChainSegment(await ledger.exportSegment(fromSeq, MAX_SEGMENT_LINKS))
+  let limit = MAX_SEGMENT_LINKS
+  while (segment.byteLength > MAX_SEGMENT_BYTES && limit > 1) {
+    limit = Math.floor(limit / 2)
+    segment = encodeChainSegment(await ledger.exportSegment(fromSeq, limit))
+  }
+  await channel.write({ type: 'ledger-segment', jobId, segment }, signal)
 }
 
 async function sendPayload (channel: StageChannel, jobId: string, plaintext: Uint8Array, executorKey: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -250,9 +277,28 @@ async function settle (channel: StageChannel, jobId: string, peer: string, task:
   }
 
   const countersigned = countersignReceipt(message.receipt, context.signer)
-  await channel.write({ type: 'countersigned', receipt: countersigned }, signal)
-  await context.receipts?.record(countersigned, 'requester')
+  const terms = { jobId, requester: context.signer.peerId, executor: peer, price: accept.price, maxCredits: task.maxCredits, resultHash: result.hash }
+  // Recorded before it is sent: once the executor has the countersignature,
+  // the requester owes the credits whether or not the next message arrives.
+  const entry = await context.ledger.append(countersigned, terms)
+  await channel.write({ type: 'countersigned', receipt: countersigned, entry }, signal)
+  await receiveWitness(channel, peer, accept, context, signal)
   return { receipt: countersigned, body }
+}
+
+/** Keeps the executor's ledger entry for the receipt; a conflicting one proves a fork. */
+async function receiveWitness (channel: StageChannel, peer: string, accept: Accept, context: RemoteStageContext, signal?: AbortSignal): Promise<void> {
+  try {
+    const message = await channel.read({ entry: { schema: entrySchema, maxBytes: MAX_MESSAGE_BYTES.receipt } }, accept.heartbeatMs * MISSED_HEARTBEATS, signal)
+    const proof = await context.ledger.recordWitness(message.entry)
+    if (proof !== undefined) {
+      context.logger.warn({ forker: proof.owner }, 'the executor forked its ledger chain')
+      context.onForkProofs?.([proof])
+    }
+  } catch (err) {
+    // The stage is done and paid; a missing witness only weakens fork detection.
+    context.logger.debug({ peer, err }, 'no ledger entry from the executor')
+  }
 }
 
 function decodeOrUndefined (bytes: Uint8Array): unknown {

@@ -7,7 +7,8 @@ import { encodeCanonical } from '../../src/records/canonical.js'
 import { sha256 } from '../../src/records/hash.js'
 import { createSigner } from '../../src/records/signature.js'
 import { StageChannel } from '../../src/stage/channel.js'
-import { acceptSchema, chunkSchema, countersignedSchema, MAX_MESSAGE_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
+import { acceptSchema, chunkSchema, countersignedSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
+import { encodeChainSegment } from '../../src/credits/chain.js'
 import { newJobId, RemoteStageError, runRemoteStage } from '../../src/stage/requester.js'
 import { open, seal } from '../../src/stage/sealing.js'
 import { ManualCapacity } from '../support/capacity.js'
@@ -81,6 +82,17 @@ function varint (value: number): Uint8Array {
   return new Uint8Array(bytes)
 }
 
+/** Reads the executor's answer to an offer, sending the requester's ledger chain when it asks. */
+async function answerToOffer (channel: StageChannel, requester: EmdxNode): Promise<Awaited<ReturnType<StageChannel['read']>>> {
+  const first = await channel.read({ ...answers, 'ledger-request': { schema: ledgerRequestSchema, maxBytes: MAX_MESSAGE_BYTES.answer } }, 5000)
+  if (first.type !== 'ledger-request') {
+    return first
+  }
+  const segment = encodeChainSegment(await requester.ledger.exportSegment(first.fromSeq))
+  await channel.write({ type: 'ledger-segment', jobId: first.jobId, segment })
+  return await channel.read(answers, 5000)
+}
+
 /** Runs a normal stage, proving the executor still serves. */
 async function stillServes (requester: EmdxNode, record: CapacityRecord): Promise<string> {
   const outcome = await runRemoteStage(requesterContext(requester), record, commandTask(), { signal: AbortSignal.timeout(20_000) })
@@ -126,7 +138,7 @@ describe('malformed stage messages', () => {
     const plaintext = encodeCanonical(payload)
     const offer = offerFor(requester, plaintext)
     await channel.write(offer)
-    await channel.read(answers, 5000)
+    await answerToOffer(channel, requester)
 
     // A second offer where the payload header belongs.
     await channel.write(offerFor(requester, plaintext)).catch(() => {})
@@ -177,7 +189,7 @@ describe('payload attacks', () => {
     const sealed = seal(plaintext, executor.encryptionKey.publicKey, { jobId: first.jobId, purpose: 'payload' })
     const channel = new StageChannel(await openStream(requester, executor))
     await channel.write(first)
-    await channel.read(answers, 5000)
+    await answerToOffer(channel, requester)
     await channel.write({ type: 'seal', purpose: 'payload', ...sealed.header })
     for (const [index, data] of sealed.chunks.entries()) {
       await channel.write({ type: 'chunk', index, data })
@@ -188,7 +200,7 @@ describe('payload attacks', () => {
     // A second job whose payload reuses the first one's ephemeral key and chunks.
     const replay = new StageChannel(await openStream(requester, executor))
     await replay.write(offerFor(requester, plaintext))
-    await replay.read(answers, 5000)
+    await answerToOffer(replay, requester)
     await replay.write({ type: 'seal', purpose: 'payload', ...sealed.header })
     const answer = await replay.read(answers, 5000)
 
@@ -224,7 +236,7 @@ describe('payload attacks', () => {
     const channel = new StageChannel(await openStream(requester, executor))
 
     await channel.write(offer)
-    await channel.read(answers, 5000)
+    await answerToOffer(channel, requester)
     await channel.write({ type: 'seal', purpose: 'payload', ...sealed.header })
     await channel.write({ type: 'chunk', index: 0, data: chunk })
     const answer = await channel.read(answers, 5000)
@@ -246,7 +258,7 @@ describe('payload attacks', () => {
     const channel = new StageChannel(await openStream(requester, executor))
 
     await channel.write(offer)
-    await channel.read(answers, 5000)
+    await answerToOffer(channel, requester)
     await channel.write({ type: 'seal', purpose: 'payload', ...sealed.header })
     for (const [index, data] of sealed.chunks.entries()) {
       await channel.write({ type: 'chunk', index, data })
@@ -324,13 +336,13 @@ describe('receipt attacks', () => {
     it(`rejects a receipt ${name}`, async () => {
       const { executor, requester, record } = await pair()
       await cheatingExecutor(executor, await makeForger(executor))
-      const context = requesterContext(requester)
 
-      const error = await runRemoteStage(context, record, commandTask()).catch((err: unknown) => err)
+      const error = await runRemoteStage(requesterContext(requester), record, commandTask()).catch((err: unknown) => err)
 
       expect(error).toBeInstanceOf(RemoteStageError)
       expect((error as RemoteStageError).failure).toBe('result')
-      expect(context.receipts.entries).toHaveLength(0)
+      expect(await requester.ledger.recent(10)).toHaveLength(0)
+      expect(await executor.ledger.recent(10)).toHaveLength(0)
     })
   }
 })
@@ -371,4 +383,35 @@ describe('offer flood', () => {
     expect(heapGrowth).toBeLessThan(100 * 1024 * 1024)
     expect(await stillServes(requesters[0] as EmdxNode, record)).toBe('done')
   }, 120_000)
+})
+
+describe('admission', () => {
+  it('rejects an offer beyond the requester credit', async () => {
+    const { executor, requester, record } = await pair()
+    const runner = new ScriptedRunner(async () => succeeded('ok'))
+    const { service, leases } = await startExecutorService(executor, runner)
+
+    // A new identity has a grant of 100 credits and a credit line of 10.
+    const error = await runRemoteStage(requesterContext(requester), record, commandTask({ maxCredits: 500_000 })).catch((err: unknown) => err)
+
+    expect(error).toBeInstanceOf(RemoteStageError)
+    expect((error as RemoteStageError).reason).toBe('credit')
+    expect((error as RemoteStageError).retryAfterMs).toBeGreaterThan(0)
+    expect(service.stats.rejected.credit).toBe(1)
+    expect(runner.specs).toHaveLength(0)
+    await waitFor(() => leases.free().cpus === 2, 5000, 'the lease to be released')
+  })
+
+  it('rejects a requester proven to fork', async () => {
+    const { executor, requester, record } = await pair()
+    const runner = new ScriptedRunner(async () => succeeded('ok'))
+    await startExecutorService(executor, runner)
+    executor.reputation.markForker(requester.peerId.toString())
+
+    const error = await runRemoteStage(requesterContext(requester), record, commandTask()).catch((err: unknown) => err)
+
+    expect(error).toBeInstanceOf(RemoteStageError)
+    expect((error as RemoteStageError).reason).toBe('distrusted')
+    expect(runner.specs).toHaveLength(0)
+  })
 })

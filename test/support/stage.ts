@@ -3,25 +3,14 @@ import { CapacityLeases } from '../../src/stage/leases.js'
 import { ExecutorService } from '../../src/stage/executor-service.js'
 import { ReplayGuard } from '../../src/stage/replay-guard.js'
 import { silentLogger } from '../../src/node/logger.js'
-import type { ExecutorServiceInit, ReceiptSink } from '../../src/stage/executor-service.js'
-import type { Receipt } from '../../src/credits/receipt.js'
+import type { ExecutorServiceInit } from '../../src/stage/executor-service.js'
 import type { EmdxNode } from '../../src/node/node.js'
 import type { RemoteStageContext } from '../../src/stage/requester.js'
 import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from '../../src/stage/runner.js'
 
-/** Receipts kept in memory, in the order they were recorded. */
-export class RecordedReceipts implements ReceiptSink {
-  readonly entries: Array<{ receipt: Receipt, role: 'executor' | 'requester' }> = []
-
-  async record (receipt: Receipt, role: 'executor' | 'requester'): Promise<void> {
-    this.entries.push({ receipt, role })
-  }
-}
-
 /** Starts the executor side of the stage protocol on a node. */
-export async function startExecutorService (node: EmdxNode, runner: StageRunner, overrides: Partial<ExecutorServiceInit> = {}): Promise<{ service: ExecutorService, leases: CapacityLeases, receipts: RecordedReceipts }> {
+export async function startExecutorService (node: EmdxNode, runner: StageRunner, overrides: Partial<ExecutorServiceInit> = {}): Promise<{ service: ExecutorService, leases: CapacityLeases }> {
   const leases = overrides.leases ?? new CapacityLeases({ cpus: 2, memoryBytes: 2 * 1024 ** 3 })
-  const receipts = new RecordedReceipts()
   const service = new ExecutorService({
     libp2p: node.libp2p,
     logger: silentLogger(),
@@ -33,16 +22,17 @@ export async function startExecutorService (node: EmdxNode, runner: StageRunner,
     price: () => ({ perCpuSecond: 10, perGibSecond: 2, perThousandTokens: 5 }),
     images: ['emdx-test:latest'],
     agents: ['claude'],
-    receipts,
+    ledger: node.ledger,
+    credit: { trust: node.reputation },
     workDir: path.join(node.config.dataDir, 'jobs'),
     ...overrides
   })
   await service.start()
-  return { service, leases, receipts }
+  return { service, leases }
 }
 
-export function requesterContext (node: EmdxNode, receipts = new RecordedReceipts()): RemoteStageContext & { receipts: RecordedReceipts } {
-  return { libp2p: node.libp2p, signer: node.signer, encryptionKey: node.encryptionKey, logger: silentLogger(), receipts }
+export function requesterContext (node: EmdxNode): RemoteStageContext {
+  return { libp2p: node.libp2p, signer: node.signer, encryptionKey: node.encryptionKey, logger: silentLogger(), ledger: node.ledger }
 }
 
 /**
