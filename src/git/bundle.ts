@@ -53,12 +53,13 @@ export async function listBundleHeads (git: Git, file: string, signal?: AbortSig
  * repository.
  */
 export async function verifyBundle (git: Git, gitDir: string, file: string, signal?: AbortSignal): Promise<void> {
-  await asBundleError(file, git.run([`--git-dir=${gitDir}`, 'bundle', 'verify', '--quiet', file], { signal }))
+  // Without --quiet, because with it git 2.39 also leaves out the reason for a failure.
+  await asBundleError(file, git.run([`--git-dir=${gitDir}`, 'bundle', 'verify', file], { signal }))
 }
 
 /**
  * Runs `git fsck --strict` on a repository. Git 2.39 runs no fsck checks
- * when it fetches from a bundle, whatever `transfer.fsckObjects` says, so
+ * when it fetches from a bundle, even with `transfer.fsckObjects` set, so
  * this is what rejects tree entries such as `.git` or `..`, malformed
  * objects and hostile `.gitmodules` files. With `localOnly`, objects
  * reached through alternates are not checked.

@@ -18,8 +18,8 @@ const UNBORN_BRANCH = 'emdx-node-unborn'
 
 /**
  * Settings for calls that touch the workspace. Links from the bundle are
- * checked out as plain files holding the target, so no link from another
- * user ever exists on this machine; git still records them as links.
+ * checked out as plain files that contain the target, so no link from
+ * another user ever exists on this machine. Git still records them as links.
  */
 const WORKTREE_CONFIG = { 'core.symlinks': 'false', 'core.autocrlf': 'false' }
 
@@ -58,8 +58,9 @@ export interface PreparedWorkspace {
  * `cascade/{docId}/{stage}`. Nothing is written to the workspace until
  * every check passed. The repository lives in `gitDir`, and every call
  * names it with `--git-dir`, so nothing in the workspace can change which
- * repository or config git uses. For the same reason git's ownership check
- * (`safe.directory`) never applies, whoever owns the workspace.
+ * repository or config git uses. Because no repository is discovered, git's
+ * ownership check (`safe.directory`) does not apply, even when the sandbox
+ * user owns the workspace, and no `safe.directory` setting is needed.
  */
 export async function prepareWorkspace (options: PrepareWorkspaceOptions): Promise<PreparedWorkspace> {
   const { git, signal } = options
@@ -83,7 +84,7 @@ export async function prepareWorkspace (options: PrepareWorkspaceOptions): Promi
 export interface CommitWorkspaceOptions {
   git: Git
   workspace: PreparedWorkspace
-  /** Where to write the bundle of the branch. */
+  /** The file to write the bundle of the branch to. */
   outFile: string
   message: string
   identity?: { name: string, email: string }
@@ -100,9 +101,9 @@ export interface CommittedWorkspace {
 }
 
 /**
- * Executor side, after the agent ran and its sandbox stopped: rejects the
+ * Executor side, after the agent ran and its sandbox stopped. Rejects the
  * workspace when it has links out of it, hard links, special files, an
- * entry named `.git` or more than the limits (see scanWorkspace), then
+ * entry named `.git` or more than the limits (see scanWorkspace). Then
  * commits everything on the branch with a fixed identity, also when
  * nothing changed, and writes a bundle of the new commits. The bundle
  * needs the base commit, which the requester has.
@@ -166,10 +167,10 @@ async function checkFolders (workspace: string, gitDir: string): Promise<{ works
 function chooseBaseRef (bundle: string, heads: BundleHead[], baseRef: string | undefined): BundleHead {
   const branches = heads.filter((head) => head.ref.startsWith('refs/heads/'))
   if (baseRef !== undefined) {
-    const wanted = baseRef.startsWith('refs/') ? baseRef : `refs/heads/${baseRef}`
-    const head = branches.find((candidate) => candidate.ref === wanted)
+    const requestedRef = baseRef.startsWith('refs/') ? baseRef : `refs/heads/${baseRef}`
+    const head = branches.find((candidate) => candidate.ref === requestedRef)
     if (head === undefined) {
-      throw new BundleError('ERR_BUNDLE_REFS', bundle, `bundle ${bundle} has no branch ${wanted}; it has ${describeRefs(heads)}`)
+      throw new BundleError('ERR_BUNDLE_REFS', bundle, `bundle ${bundle} has no branch ${requestedRef}; it has ${describeRefs(heads)}`)
     }
     return head
   }

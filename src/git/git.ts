@@ -8,7 +8,7 @@ import type { Logger } from '../node/logger.js'
 
 /** How long one git command may run, in ms, unless the call sets its own. */
 export const DEFAULT_GIT_TIMEOUT_MS = 120_000
-/** The most standard output kept from one git command, in bytes. */
+/** The maximum standard output kept from one git command, in bytes. */
 export const DEFAULT_MAX_GIT_OUTPUT_BYTES = 32 * 1024 * 1024
 const MAX_STDERR_CHARS = 600
 

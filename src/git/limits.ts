@@ -5,9 +5,9 @@
 export interface GitLimits {
   /** The largest bundle accepted or produced, in bytes. */
   maxBundleBytes: number
-  /** The most files a checkout or a workspace may have. */
+  /** The maximum number of files a checkout or a workspace may have. */
   maxFiles: number
-  /** The most bytes of file content a checkout or a workspace may have. */
+  /** The maximum bytes of file content a checkout or a workspace may have. */
   maxContentBytes: number
 }
 

@@ -9,7 +9,7 @@ import type { Stage } from '../cascade/stages.js'
 import type { Git } from './git.js'
 import type { GitLimits } from './limits.js'
 
-/** Where fetched commits wait while they are checked, before the cascade branch is created. */
+/** The ref namespace that holds fetched commits while they are checked, before the cascade branch is created. */
 const INCOMING_REF_PREFIX = 'refs/emdx-node/incoming/'
 
 export interface CreateBundleOptions {
@@ -100,7 +100,7 @@ export async function fetchResult (options: FetchResultOptions): Promise<Fetched
   const ref = `refs/heads/${branch}`
   const { file: bundle } = await checkBundleFile(options.bundlePath, limits.maxBundleBytes)
 
-  await asBundleError(bundle, git.run([...repo, 'bundle', 'verify', '--quiet', bundle], { signal }))
+  await asBundleError(bundle, git.run([...repo, 'bundle', 'verify', bundle], { signal }))
   const heads = await listBundleHeads(git, bundle, signal)
   if (heads.length !== 1 || heads[0]?.ref !== ref) {
     throw new BundleError('ERR_BUNDLE_REFS', bundle, `bundle ${bundle} must contain only ${ref} but has ${heads.map((head) => head.ref).join(', ') || 'no refs'}; the executor returned the wrong branch`)

@@ -12,12 +12,11 @@ export interface ScanResult {
 
 /**
  * Walks a workspace after the agent ran and before git reads it, without
- * following any link, and raises a WorkspaceError for anything emdx-node
- * will not commit: a symbolic link that is absolute or leaves the
- * workspace at any step, a file with several hard links, a FIFO, socket or
- * device, an entry named `.git`, or more entries or bytes than the limits.
- * The agent must have stopped, because a file changed during the walk is
- * not seen again.
+ * following any link. Raises a WorkspaceError for anything emdx-node will
+ * not commit: a symbolic link that is absolute or leaves the workspace at
+ * any step, a file with several hard links, a FIFO, socket or device, an
+ * entry named `.git`, or more entries or bytes than the limits. The agent
+ * must have stopped, because a file changed after the walk is not seen.
  */
 export async function scanWorkspace (root: string, limits: Pick<GitLimits, 'maxFiles' | 'maxContentBytes'>, signal?: AbortSignal): Promise<ScanResult> {
   const rootReal = await realpath(root)

@@ -1,28 +1,14 @@
 import { mkdir, readFile, rm, symlink, unlink, writeFile } from 'node:fs/promises'
 import path from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { BundleError } from '../../src/git/errors.js'
 import { EXECUTOR_IDENTITY, commitWorkspace, prepareWorkspace } from '../../src/git/executor.js'
-import { Git } from '../../src/git/git.js'
 import { createBundle, fetchResult } from '../../src/git/requester.js'
-import { commitFiles, createRepository, gitIn } from '../support/git-repo.js'
+import { commitFiles, createRepository, gitIn, newGit } from '../support/git-repo.js'
 import { makeTempDir } from '../support/temp.js'
+import type { Git } from '../../src/git/git.js'
 import type { Stage } from '../../src/cascade/stages.js'
 import type { CommittedWorkspace, PreparedWorkspace } from '../../src/git/executor.js'
-
-const gits: Git[] = []
-
-afterEach(async () => {
-  for (const git of gits.splice(0)) {
-    await git.dispose()
-  }
-})
-
-async function newGit (): Promise<Git> {
-  const git = await Git.create()
-  gits.push(git)
-  return git
-}
 
 interface Setup {
   dir: string

@@ -1,10 +1,28 @@
 import { execFileSync } from 'node:child_process'
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { afterEach } from 'vitest'
+import { Git } from '../../src/git/git.js'
+import type { GitOptions } from '../../src/git/git.js'
+
+const runners: Git[] = []
+
+/** Creates the git runner under test; its home folder is removed after the test. */
+export async function newGit (options: Omit<GitOptions, 'homeDir'> = {}): Promise<Git> {
+  const git = await Git.create(options)
+  runners.push(git)
+  return git
+}
+
+afterEach(async () => {
+  for (const git of runners.splice(0)) {
+    await git.dispose()
+  }
+})
 
 /**
- * The environment of the tests' own git calls: no user or system config
- * and a fixed identity, whatever the test process's environment holds.
+ * Returns the environment of the tests' own git calls: no user or system
+ * config and a fixed identity, whatever the test process's environment is.
  */
 function testGitEnvironment (): NodeJS.ProcessEnv {
   return {
