@@ -6,7 +6,7 @@ import type { Discovery } from '../dht/discovery.js'
 import type { StageNeeds } from '../dht/ranking.js'
 import type { Logger } from '../node/logger.js'
 import type { Accept, ProgressMessage } from './messages.js'
-import type { RemoteStageContext, RemoteStageOutcome, RemoteStageTask } from './requester.js'
+import type { RemoteStageContext, RemoteStageOptions, RemoteStageOutcome, RemoteStageTask } from './requester.js'
 
 /** How a provider did on one attempt, as input to its reputation. */
 export type ProviderOutcome = 'completed' | 'failed' | 'timed_out' | 'wrong_result' | 'rejected'
@@ -45,6 +45,8 @@ export interface DispatchOptions {
   onEvent?: (event: DispatchEvent) => void
   /** Called with the job id before the offer is sent, so a checkpoint can name it. */
   beforeOffer?: (jobId: string, provider: string) => Promise<void>
+  judgeResult?: RemoteStageOptions['judgeResult']
+  onResult?: RemoteStageOptions['onResult']
 }
 
 export interface DispatcherInit {
@@ -101,7 +103,9 @@ export class StageDispatcher {
         const outcome = await runRemoteStage(this.init.context, provider.record, { ...task, jobId }, {
           signal: options.signal,
           onAccepted: (accept) => { options.onEvent?.({ type: 'accepted', provider: provider.peerId, jobId, accept }) },
-          onProgress: (progress) => { options.onEvent?.({ type: 'progress', provider: provider.peerId, jobId, progress }) }
+          onProgress: (progress) => { options.onEvent?.({ type: 'progress', provider: provider.peerId, jobId, progress }) },
+          judgeResult: options.judgeResult,
+          onResult: options.onResult
         })
         this.init.outcomes?.report(provider.peerId, outcome.result.outcome === 'timed_out' ? 'timed_out' : 'completed', outcome.result.outcome)
         return outcome

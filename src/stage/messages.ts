@@ -3,6 +3,7 @@ import { priceSchema, stageOutcomeSchema } from '../credits/receipt.js'
 import { bytesSchema, timestampSchema } from '../records/schema.js'
 import { HASH_BYTES } from '../records/hash.js'
 import { SIGNATURE_BYTES } from '../records/signature.js'
+import { STAGES } from '../cascade/stages.js'
 import { MAX_SEGMENT_BYTES } from '../credits/chain.js'
 import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
 
@@ -170,7 +171,17 @@ export const payloadSchema = z.discriminatedUnion('kind', [
     kind: z.literal('agent'),
     prompt: z.string().min(1).max(1024 * 1024),
     model: z.string().min(1).max(128).optional(),
-    workspace: bytesSchema().optional()
+    workspace: bytesSchema().optional(),
+    /**
+     * A git bundle of one branch of the requester's repository. The executor
+     * checks it out as the workspace on branch `cascade/{docId}/{stage}`,
+     * commits what the agent changed, and returns a bundle of that branch.
+     */
+    repository: z.strictObject({
+      bundle: bytesSchema(),
+      docId: z.number().int().nonnegative(),
+      stage: z.enum(STAGES)
+    }).optional()
   })
 ])
 export type StagePayload = z.infer<typeof payloadSchema>
@@ -195,7 +206,9 @@ export const resultSchema = z.strictObject({
     costUsd: z.number().nonnegative().finite()
   }).optional(),
   /** Files the stage produced, as a tar archive, when the stage asked for them. */
-  workspace: bytesSchema().optional()
+  workspace: bytesSchema().optional(),
+  /** A bundle of the branch the executor committed the agent's changes to, for payloads with a repository. */
+  bundle: bytesSchema().optional()
 })
 export type StageResultPayload = z.infer<typeof resultSchema>
 

@@ -10,7 +10,7 @@ import { StageChannel, StageProtocolError } from './channel.js'
 import { acceptSchema, chunkSchema, entrySchema, heartbeatSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, progressSchema, receiptMessageSchema, rejectSchema, resultSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
 import type { ForkProof } from '../credits/fork-proof.js'
-import type { Price, Receipt, ReceiptBody } from '../credits/receipt.js'
+import type { JobTerms, Price, Receipt, ReceiptBody } from '../credits/receipt.js'
 import type { CapacityRecord } from '../dht/capacity-record.js'
 import type { EncryptionKeyPair } from '../node/identity.js'
 import type { Logger } from '../node/logger.js'
@@ -73,6 +73,27 @@ export interface RemoteStageOptions {
   connectTimeoutMs?: number
   /** Largest result accepted, in bytes. */
   maxResultBytes?: number
+  /**
+   * Decides whether the result is worth paying for: a reason to refuse it,
+   * or undefined to countersign. A refused result is not countersigned, so
+   * the executor is not paid, and the call fails with `result`.
+   */
+  judgeResult?: (result: StageResultPayload) => string | undefined
+  /**
+   * Called with the checked result and the executor's receipt before the
+   * receipt is countersigned, so the caller can checkpoint them; after a
+   * crash, `settleFromCheckpoint` countersigns from there.
+   */
+  onResult?: (checkpoint: ResultCheckpoint) => Promise<void>
+}
+
+/** What a requester keeps between receiving a result and countersigning its receipt. */
+export interface ResultCheckpoint {
+  jobId: string
+  executor: string
+  result: StageResultPayload
+  receipt: Receipt
+  terms: JobTerms
 }
 
 export interface RemoteStageOutcome {
@@ -124,7 +145,7 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
 
     await sendPayload(channel, jobId, plaintext, executor.encryptionKey, options.signal)
     const result = await receiveResult(channel, peer, jobId, task, accept, context, options)
-    const receiptBody = await settle(channel, jobId, peer, task, accept, result, context, options.signal)
+    const receiptBody = await settle(channel, jobId, peer, task, accept, result, context, options)
     await channel.close(options.signal).catch(() => {})
     return { jobId, executor: peer, result: result.payload, receipt: receiptBody.receipt, receiptBody: receiptBody.body, price: accept.price }
   } catch (err) {
@@ -255,7 +276,8 @@ async function receiveResult (channel: StageChannel, peer: string, jobId: string
 }
 
 /** Checks the executor's receipt against the job and the result, countersigns it and records it. */
-async function settle (channel: StageChannel, jobId: string, peer: string, task: RemoteStageTask, accept: Accept, result: ReceivedResult, context: RemoteStageContext, signal?: AbortSignal): Promise<{ receipt: Receipt, body: ReceiptBody }> {
+async function settle (channel: StageChannel, jobId: string, peer: string, task: RemoteStageTask, accept: Accept, result: ReceivedResult, context: RemoteStageContext, options: RemoteStageOptions): Promise<{ receipt: Receipt, body: ReceiptBody }> {
+  const signal = options.signal
   const message = await channel.read({ receipt: { schema: receiptMessageSchema, maxBytes: MAX_MESSAGE_BYTES.receipt } }, accept.heartbeatMs * MISSED_HEARTBEATS, signal)
 
   let body: ReceiptBody
@@ -276,8 +298,14 @@ async function settle (channel: StageChannel, jobId: string, peer: string, task:
     throw new RemoteStageError('result', peer, `the receipt for job ${jobId} is not acceptable: ${(err as Error).message}`, { cause: err })
   }
 
+  const refusal = options.judgeResult?.(result.payload)
+  if (refusal !== undefined) {
+    throw new RemoteStageError('result', peer, `the result of job ${jobId} is not accepted, so its receipt is not countersigned: ${refusal}`)
+  }
+  const terms: JobTerms = { jobId, requester: context.signer.peerId, executor: peer, price: accept.price, maxCredits: task.maxCredits, resultHash: result.hash }
+  await options.onResult?.({ jobId, executor: peer, result: result.payload, receipt: message.receipt, terms })
+
   const countersigned = countersignReceipt(message.receipt, context.signer)
-  const terms = { jobId, requester: context.signer.peerId, executor: peer, price: accept.price, maxCredits: task.maxCredits, resultHash: result.hash }
   // Recorded before it is sent: once the executor has the countersignature,
   // the requester owes the credits whether or not the next message arrives.
   const entry = await context.ledger.append(countersigned, terms)
