@@ -1,0 +1,79 @@
+import { SANDBOX_GID, SANDBOX_HOME, SANDBOX_UID, SANDBOX_WORKSPACE } from '../spec.js'
+import type { StageLimits } from '../types.js'
+
+export interface BwrapArgumentsInit {
+  rootfs: string
+  workspace: string
+  limits: StageLimits
+  /** When true, bubblewrap reports the sandbox pid on fd 3 and waits for fd 4 before running the command. */
+  gated: boolean
+  command: string[]
+}
+
+/** The bubblewrap command line: the hardened profile of this backend. */
+export function bwrapArguments (init: BwrapArgumentsInit): string[] {
+  const args = [
+    'bwrap',
+    '--unshare-all',
+    '--unshare-user',
+    '--uid', String(SANDBOX_UID),
+    '--gid', String(SANDBOX_GID),
+    '--hostname', 'sandbox',
+    '--die-with-parent',
+    '--new-session',
+    '--cap-drop', 'ALL',
+    '--ro-bind', init.rootfs, '/',
+    '--proc', '/proc',
+    '--dev', '/dev',
+    '--size', String(init.limits.tmpBytes),
+    '--tmpfs', '/tmp',
+    '--dir', SANDBOX_HOME,
+    '--bind', init.workspace, SANDBOX_WORKSPACE,
+    '--chdir', SANDBOX_WORKSPACE
+  ]
+  if (init.gated) {
+    args.push('--info-fd', '3', '--block-fd', '4')
+  }
+  args.push('--', ...init.command)
+  return args
+}
+
+export interface WrapperArgumentsInit {
+  /** cgroup.procs files the wrapper writes its own pid into before it runs bubblewrap. */
+  procsFiles: string[]
+  limits: StageLimits
+  /** Without cgroups, memory and processes are bounded by rlimits instead. */
+  rlimitsOnly: boolean
+  /** Host uid to run bubblewrap as (via setpriv); the node's own when undefined. */
+  runAs?: number
+  bwrap: string[]
+}
+
+/**
+ * Arguments for `/bin/sh`: a wrapper that joins the job's cgroup, sets the
+ * rlimits, drops to the sandbox's host user and then becomes bubblewrap, so
+ * every process of the stage starts inside the cgroup and under the limits.
+ * Positional parameters carry every value, so nothing is parsed as shell code.
+ */
+export function wrapperArguments (init: WrapperArgumentsInit): string[] {
+  const script = [
+    'n=$1; shift',
+    'while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n-1)); done',
+    // dash counts -f in 512-byte blocks.
+    'ulimit -n "$1" && ulimit -f "$2" || exit 126',
+    'if [ "$3" != unlimited ]; then ulimit -u "$3" && ulimit -v "$4" || exit 126; fi',
+    'shift 4',
+    'exec "$@"'
+  ].join('\n')
+
+  const fileBlocks = Math.max(1, Math.floor(init.limits.fileSizeBytes / 512))
+  const processes = init.rlimitsOnly ? String(init.limits.pids) : 'unlimited'
+  // NOTE: with rlimits only, -v bounds address space, not resident memory,
+  // and -u counts every process of the host user, not only this stage's.
+  const memoryKiB = init.rlimitsOnly ? String(Math.floor(init.limits.memoryBytes / 1024)) : 'unlimited'
+  const drop = init.runAs === undefined
+    ? []
+    : ['setpriv', `--reuid=${init.runAs}`, `--regid=${init.runAs}`, '--clear-groups', '--']
+  return ['-c', script, 'emdx-sandbox', String(init.procsFiles.length), ...init.procsFiles,
+    String(init.limits.openFiles), String(fileBlocks), processes, memoryKiB, ...drop, ...init.bwrap]
+}

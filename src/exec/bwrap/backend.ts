@@ -1,0 +1,215 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { startRelay } from '../egress/relay.js'
+import { SandboxError } from '../errors.js'
+import { cgroupPathsNamed, childCgroups, createCgroup, procsFiles, readCgroupStats, removeCgroup, cgroupProcesses } from '../cgroup.js'
+import { bwrapArguments, wrapperArguments } from './arguments.js'
+import type { CgroupPaths, CgroupStats } from '../cgroup.js'
+import type { LaunchedSandbox, LaunchRequest, PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
+import type { LeftoverReport, SandboxInfo, StageLimits } from '../types.js'
+import type { Workspace, WorkspaceManager } from '../workspace.js'
+import type { Logger } from '../../node/logger.js'
+import type { ChildProcess } from 'node:child_process'
+import type { Readable, Writable } from 'node:stream'
+
+/** Host user the sandbox user maps to when the node runs as root: `nobody`. */
+export const BWRAP_HOST_UID = 65534
+
+export interface BwrapDriverInit {
+  nodeId: string
+  workspaces: WorkspaceManager
+  logger: Logger
+  /** Whether the node can create cgroups; otherwise limits are resource limits (rlimits). */
+  cgroups: boolean
+  /** Unix socket of the egress proxy, for agent stages. */
+  proxySocket?: string
+  info: SandboxInfo
+}
+
+/** Time allowed for output pipes to close after bubblewrap exits. */
+const DRAIN_TIMEOUT_MS = 1000
+
+/**
+ * The bubblewrap backend: every namespace unshared, the image's root folder
+ * mounted read-only, the workspace read-write, `--die-with-parent`, and the
+ * node's own cgroup per job when it can write cgroups (rlimits otherwise).
+ * When the node runs as root, bubblewrap runs as `nobody` in a user namespace,
+ * so the stage's uid 1000 maps to an unprivileged host user.
+ *
+ * TODO: bubblewrap applies no seccomp filter here; the Docker backend has
+ * Docker's default profile. Add a compiled BPF filter through --seccomp.
+ */
+export class BwrapDriver implements SandboxBackendDriver {
+  readonly info: SandboxInfo
+  private readonly init: BwrapDriverInit
+  private readonly logger: Logger
+  private readonly asRoot = process.getuid?.() === 0
+
+  constructor (init: BwrapDriverInit) {
+    this.init = init
+    this.info = init.info
+    this.logger = init.logger
+  }
+
+  private get cgroupParent (): string {
+    return `emdx-node/${this.init.nodeId}`
+  }
+
+  private get hostOwner (): { uid: number, gid: number } {
+    return this.asRoot ? { uid: BWRAP_HOST_UID, gid: BWRAP_HOST_UID } : { uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 }
+  }
+
+  async prepare (request: PrepareRequest): Promise<PreparedSandbox> {
+    const rootfs = request.image.rootfs
+    if (rootfs === undefined) {
+      throw new SandboxError(`image ${request.image.name} has no root file system folder for bubblewrap; pass --image ${request.image.name}=/path/to/rootfs`)
+    }
+    const workspace = await this.init.workspaces.create(request.jobId, request.limits.workspaceBytes, this.hostOwner)
+    let cgroup: CgroupPaths | undefined
+    try {
+      if (this.init.cgroups) {
+        cgroup = cgroupPathsNamed(this.cgroupParent, request.jobId)
+        await createCgroup(cgroup, request.limits)
+      }
+    } catch (err) {
+      await this.init.workspaces.remove(workspace)
+      throw new SandboxError(`cannot create the cgroup of job ${request.jobId}: ${(err as Error).message}`, { cause: err })
+    }
+    return new BwrapSandbox({ driver: this.init, workspace, rootfs, limits: request.limits, cgroup, asRoot: this.asRoot, logger: this.logger.child({ job: request.jobId }) })
+  }
+
+  async removeLeftovers (): Promise<LeftoverReport> {
+    let processes = 0
+    for (const name of await childCgroups(this.cgroupParent)) {
+      processes += await removeCgroup(cgroupPathsNamed(this.cgroupParent, name))
+    }
+    const workspaces = await this.init.workspaces.removeAll()
+    if (processes > 0 || workspaces > 0) {
+      this.logger.info({ processes, workspaces }, 'removed leftovers of an earlier run')
+    }
+    return { containers: 0, workspaces, processes }
+  }
+
+  async close (): Promise<void> {}
+}
+
+interface BwrapSandboxInit {
+  driver: BwrapDriverInit
+  workspace: Workspace
+  rootfs: string
+  limits: StageLimits
+  cgroup?: CgroupPaths
+  asRoot: boolean
+  logger: Logger
+}
+
+class BwrapSandbox implements PreparedSandbox {
+  readonly workspace: Workspace
+  private readonly init: BwrapSandboxInit
+  private child?: ChildProcess
+  private stopRelay?: () => void
+  private discarded?: Promise<void>
+  private lastStats?: CgroupStats
+
+  constructor (init: BwrapSandboxInit) {
+    this.init = init
+    this.workspace = init.workspace
+  }
+
+  async launch (request: LaunchRequest): Promise<LaunchedSandbox> {
+    const { init } = this
+    const egress = request.egress && init.driver.proxySocket !== undefined
+    const bwrap = bwrapArguments({ rootfs: init.rootfs, workspace: init.workspace.path, limits: init.limits, gated: egress, command: request.command })
+    const args = wrapperArguments({
+      procsFiles: init.cgroup === undefined ? [] : procsFiles(init.cgroup),
+      limits: init.limits,
+      rlimitsOnly: init.cgroup === undefined,
+      runAs: init.asRoot ? BWRAP_HOST_UID : undefined,
+      bwrap
+    })
+
+    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'pipe', 'pipe', egress ? 'pipe' : 'ignore', egress ? 'pipe' : 'ignore'], env: request.env })
+    this.child = child
+    child.stdout?.on('data', request.onStdout)
+    child.stderr?.on('data', request.onStderr)
+    const exited = exitCodeOf(child)
+
+    if (egress) {
+      await this.openEgress(child, init.driver.proxySocket as string)
+    }
+    return {
+      exited,
+      kill: async () => { await this.kill() },
+      stats: async () => await this.stats()
+    }
+  }
+
+  /** Starts the relay in the sandbox's network namespace, then lets bubblewrap run the command. */
+  private async openEgress (child: ChildProcess, proxySocket: string): Promise<void> {
+    const info = child.stdio[3] as Readable
+    let text = ''
+    for await (const chunk of info) {
+      text += (chunk as Buffer).toString('utf8')
+      if (text.includes('}')) {
+        break
+      }
+    }
+    const pid = (JSON.parse(text) as { 'child-pid'?: number })['child-pid']
+    if (typeof pid !== 'number') {
+      throw new SandboxError(`bubblewrap reported no sandbox pid: ${text.slice(0, 200)}`)
+    }
+    const relay = await startRelay(pid, proxySocket)
+    this.stopRelay = relay.stop
+    ;(child.stdio[4] as Writable).end('go')
+  }
+
+  private async stats (): Promise<CgroupStats> {
+    if (this.init.cgroup === undefined) {
+      return { cpuSeconds: 0, peakMemoryBytes: 0, oomKills: 0 }
+    }
+    const stats = await readCgroupStats(this.init.cgroup)
+    this.lastStats = stats
+    return stats
+  }
+
+  private async kill (): Promise<void> {
+    if (this.init.cgroup !== undefined) {
+      this.lastStats ??= await readCgroupStats(this.init.cgroup)
+      for (const pid of await cgroupProcesses(this.init.cgroup)) {
+        try {
+          process.kill(pid, 'SIGKILL')
+        } catch {
+          // Already gone.
+        }
+      }
+    }
+    if (this.child?.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGKILL')
+    }
+  }
+
+  async discard (): Promise<void> {
+    this.discarded ??= (async () => {
+      this.stopRelay?.()
+      await this.kill()
+      if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
+        await once(this.child, 'exit')
+      }
+      if (this.init.cgroup !== undefined) {
+        await removeCgroup(this.init.cgroup)
+      }
+      await this.init.driver.workspaces.remove(this.workspace)
+    })()
+    await this.discarded
+  }
+}
+
+/** Resolves with bubblewrap's exit code (the command's) once its output pipes are drained; null when killed by a signal. */
+async function exitCodeOf (child: ChildProcess): Promise<number | null> {
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+    child.once('error', (err) => { reject(new SandboxError(`cannot start bubblewrap: ${err.message}; install it (apt-get install bubblewrap)`, { cause: err })) })
+    child.once('exit', (exitCode, signalCode) => { resolve([exitCode, signalCode]) })
+  })
+  await Promise.race([once(child, 'close'), new Promise(resolve => setTimeout(resolve, DRAIN_TIMEOUT_MS))])
+  return signal === null ? code : null
+}

@@ -1,0 +1,179 @@
+import { Writable } from 'node:stream'
+import { cgroupPathsOfProcess, readCgroupStats } from '../cgroup.js'
+import { startRelay } from '../egress/relay.js'
+import { SandboxError } from '../errors.js'
+import { LineSplitter } from '../output.js'
+import { jobScript } from './launcher.js'
+import { containerProfile } from './profile.js'
+import type { CgroupPaths, CgroupStats } from '../cgroup.js'
+import type { LaunchedSandbox, LaunchRequest, PreparedSandbox } from '../sandbox.js'
+import type { Workspace, WorkspaceManager } from '../workspace.js'
+import type { ProfileInit } from './profile.js'
+import type { Logger } from '../../node/logger.js'
+import type Docker from 'dockerode'
+import type { Duplex } from 'node:stream'
+
+/** Time allowed for the attach stream to deliver the last output after the container is killed. */
+const DRAIN_TIMEOUT_MS = 2000
+
+export interface StartContainerInit {
+  docker: Docker
+  profile: ProfileInit
+  workspace: Workspace
+  workspaces: WorkspaceManager
+  proxySocket?: string
+  logger: Logger
+}
+
+/**
+ * Creates, attaches and starts a hardened container whose launcher waits for
+ * its job on stdin. Used for a cold start and to fill the warm pool.
+ */
+export async function startContainer (init: StartContainerInit): Promise<StartedContainer> {
+  const container = await init.docker.createContainer(containerProfile(init.profile))
+  try {
+    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Duplex
+    await container.start()
+    const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>
+    const details = await container.inspect()
+    const cgroup = await cgroupPathsOfProcess(details.State.Pid)
+    return new StartedContainer({ ...init, container, stream, waited, pid: details.State.Pid, cgroup })
+  } catch (err) {
+    await removeQuietly(container)
+    throw err
+  }
+}
+
+interface StartedContainerInit extends StartContainerInit {
+  container: Docker.Container
+  stream: Duplex
+  waited: Promise<{ StatusCode: number }>
+  pid: number
+  cgroup: CgroupPaths
+}
+
+/** A running container waiting for its one job; never given a second one. */
+export class StartedContainer implements PreparedSandbox {
+  readonly workspace: Workspace
+  readonly id: string
+  private readonly init: StartedContainerInit
+  private readonly streamEnded: Promise<void>
+  private stopRelay?: () => void
+  private lastStats?: CgroupStats
+  private launched = false
+  private discarded?: Promise<void>
+
+  constructor (init: StartedContainerInit) {
+    this.init = init
+    this.workspace = init.workspace
+    this.id = init.container.id
+    this.streamEnded = new Promise(resolve => {
+      init.stream.once('end', resolve)
+      init.stream.once('close', resolve)
+      init.stream.once('error', resolve)
+    })
+    // Until a job arrives nothing is printed; a crash is seen through `waited`.
+    init.waited.catch(() => {})
+  }
+
+  async launch (request: LaunchRequest): Promise<LaunchedSandbox> {
+    if (this.launched) {
+      throw new SandboxError(`container ${this.id} already ran a job; containers are never reused`)
+    }
+    this.launched = true
+    const { init } = this
+    const job = jobScript(request.command, request.env)
+
+    let resolveExit: (code: number | null) => void = () => {}
+    const exited = new Promise<number | null>(resolve => { resolveExit = resolve })
+    const stderrLines = new LineSplitter(line => {
+      const exit = job.exitCodeOf(line)
+      if (exit === undefined) {
+        request.onStderr(Buffer.from(`${line}\n`))
+        return
+      }
+      if (exit.before !== '') {
+        request.onStderr(Buffer.from(exit.before))
+      }
+      resolveExit(exit.code)
+    })
+    init.docker.modem.demuxStream(init.stream, sink(request.onStdout), sink(chunk => { stderrLines.write(chunk) }))
+    init.waited.then(() => { resolveExit(null) }, () => { resolveExit(null) })
+
+    if (request.egress) {
+      if (init.proxySocket === undefined) {
+        throw new SandboxError('agent egress was requested but the node runs no egress proxy')
+      }
+      const relay = await startRelay(init.pid, init.proxySocket)
+      this.stopRelay = relay.stop
+    }
+    init.stream.write(job.input)
+
+    return {
+      exited,
+      kill: async () => { await this.kill() },
+      stats: async () => await this.stats()
+    }
+  }
+
+  private async stats (): Promise<CgroupStats> {
+    const stats = await readCgroupStats(this.init.cgroup)
+    // A killed container's cgroup is gone and reads as zeros; keep the last real read.
+    if (stats.cpuSeconds === 0 && this.lastStats !== undefined) {
+      return this.lastStats
+    }
+    this.lastStats = stats
+    return stats
+  }
+
+  private async kill (): Promise<void> {
+    if (this.lastStats === undefined) {
+      await this.stats()
+    }
+    try {
+      await this.init.container.kill({ signal: 'SIGKILL' })
+    } catch (err) {
+      if (!isGone(err)) {
+        throw err
+      }
+    }
+  }
+
+  async discard (): Promise<void> {
+    this.discarded ??= (async () => {
+      this.stopRelay?.()
+      await this.kill().catch((err: unknown) => { this.init.logger.warn({ err, container: this.id }, 'cannot kill container') })
+      await Promise.race([this.streamEnded, new Promise(resolve => setTimeout(resolve, DRAIN_TIMEOUT_MS))])
+      this.init.stream.destroy()
+      await removeQuietly(this.init.container, this.init.logger)
+      await this.init.workspaces.remove(this.workspace)
+    })()
+    await this.discarded
+  }
+}
+
+function sink (write: (chunk: Buffer) => void): Writable {
+  return new Writable({
+    write (chunk: Buffer, _encoding, callback) {
+      write(chunk)
+      callback()
+    }
+  })
+}
+
+/** True for Docker's answers that mean the container is already stopped or removed. */
+export function isGone (err: unknown): boolean {
+  const status = (err as { statusCode?: number }).statusCode
+  return status === 404 || status === 409 || status === 304
+}
+
+/** Removes a container, treating "already removed" (AutoRemove got there first) as done. */
+export async function removeQuietly (container: Docker.Container, logger?: Logger): Promise<void> {
+  try {
+    await container.remove({ force: true, v: true })
+  } catch (err) {
+    if (!isGone(err)) {
+      logger?.warn({ err, container: container.id }, 'cannot remove container')
+    }
+  }
+}

@@ -1,0 +1,67 @@
+import { SANDBOX_GID, SANDBOX_UID, SANDBOX_WORKSPACE } from '../spec.js'
+import { LAUNCHER_COMMAND } from './launcher.js'
+import type { StageLimits } from '../types.js'
+import type { ContainerCreateOptions } from 'dockerode'
+
+/** Labels that mark a container as this node's, so a restart can find its leftovers. */
+export const LABEL_NODE = 'emdx.node'
+export const LABEL_JOB = 'emdx.job'
+
+export interface ProfileInit {
+  image: string
+  runtime: 'runsc' | 'runc'
+  nodeId: string
+  /** Job id, or the warm slot's name for a pooled container. */
+  jobId: string
+  workspace: string
+  limits: StageLimits
+}
+
+/**
+ * The hardened container: no network, read-only root, no capabilities,
+ * no-new-privileges, Docker's default seccomp profile (applied because none
+ * is named), a non-root user, pids, memory (swap equal to memory, so none),
+ * CPU, file-size and open-file limits, a bounded /tmp, docker-init as PID 1,
+ * no log kept by the daemon, and the job's workspace as its only host path.
+ */
+export function containerProfile (init: ProfileInit): ContainerCreateOptions {
+  const { limits } = init
+  return {
+    Image: init.image,
+    Cmd: LAUNCHER_COMMAND,
+    User: `${SANDBOX_UID}:${SANDBOX_GID}`,
+    WorkingDir: SANDBOX_WORKSPACE,
+    Env: [],
+    Labels: { [LABEL_NODE]: init.nodeId, [LABEL_JOB]: init.jobId },
+    NetworkDisabled: true,
+    Hostname: 'sandbox',
+    AttachStdin: true,
+    AttachStdout: true,
+    AttachStderr: true,
+    OpenStdin: true,
+    StdinOnce: true,
+    Tty: false,
+    HostConfig: {
+      Runtime: init.runtime,
+      NetworkMode: 'none',
+      ReadonlyRootfs: true,
+      CapDrop: ['ALL'],
+      SecurityOpt: ['no-new-privileges:true'],
+      Privileged: false,
+      IpcMode: 'private',
+      PidsLimit: limits.pids,
+      Memory: limits.memoryBytes,
+      MemorySwap: limits.memoryBytes,
+      NanoCpus: Math.round(limits.cpus * 1e9),
+      Ulimits: [
+        { Name: 'fsize', Soft: limits.fileSizeBytes, Hard: limits.fileSizeBytes },
+        { Name: 'nofile', Soft: limits.openFiles, Hard: limits.openFiles }
+      ],
+      Tmpfs: { '/tmp': `rw,nosuid,nodev,size=${limits.tmpBytes},mode=1777` },
+      Mounts: [{ Type: 'bind', Source: init.workspace, Target: SANDBOX_WORKSPACE, ReadOnly: false }],
+      Init: true,
+      AutoRemove: true,
+      LogConfig: { Type: 'none', Config: {} }
+    }
+  }
+}
