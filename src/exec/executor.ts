@@ -6,7 +6,7 @@ import { describeOutcome } from './outcome.js'
 import { CappedOutput, LineSplitter } from './output.js'
 import { ProgressChannel } from './progress.js'
 import { isWorkspaceFull } from './workspace.js'
-import { DEFAULT_LIMITS, SANDBOX_GID, SANDBOX_UID, stageEnvironment, validateSpec } from './spec.js'
+import { DEFAULT_LIMITS, stageEnvironment, validateSpec } from './spec.js'
 import type { AgentSettings } from './agent.js'
 import type { CgroupStats } from './cgroup.js'
 import type { EgressProxy } from './egress/proxy.js'
@@ -84,7 +84,7 @@ export class SandboxExecutor implements StageExecutor {
     try {
       if (spec.input !== undefined) {
         const archiveLimits = { ...DEFAULT_ARCHIVE_LIMITS, maxTotalBytes: Math.min(DEFAULT_ARCHIVE_LIMITS.maxTotalBytes, limits.workspaceBytes) }
-        await extractArchive(spec.input.archivePath, prepared.workspace.path, { uid: SANDBOX_UID, gid: SANDBOX_GID }, archiveLimits)
+        await extractArchive(spec.input.archivePath, prepared.workspace.path, prepared.workspace.owner, archiveLimits)
       }
     } catch (err) {
       this.logger.warn({ err, job: spec.jobId }, 'stage input rejected')

@@ -15,6 +15,8 @@ export interface Workspace {
   sizeBytes: number
   /** True when a tmpfs of `sizeBytes` is mounted there, so the kernel enforces the size cap. */
   capped: boolean
+  /** Host user and group the sandbox user maps to; input files are given to them. */
+  owner: WorkspaceOwner
 }
 
 export interface WorkspaceOwner {
@@ -44,7 +46,9 @@ export class WorkspaceManager {
 
   async create (jobId: string, sizeBytes: number, owner: WorkspaceOwner): Promise<Workspace> {
     const folder = path.join(this.root, jobId)
-    await mkdir(this.root, { recursive: true, mode: 0o700 })
+    // Search permission without listing: bubblewrap runs as an unprivileged
+    // host user that must reach its own workspace, and nothing else.
+    await mkdir(this.root, { recursive: true, mode: 0o711 })
     try {
       await mkdir(folder, { mode: 0o700 })
     } catch (err) {
@@ -66,7 +70,7 @@ export class WorkspaceManager {
     } else {
       await chown(folder, owner.uid, owner.gid).catch(() => {})
     }
-    return { jobId, path: folder, sizeBytes, capped }
+    return { jobId, path: folder, sizeBytes, capped, owner }
   }
 
   /** Unmounts and deletes a workspace. Deleting never follows links out of it. */

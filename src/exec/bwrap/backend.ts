@@ -206,10 +206,13 @@ class BwrapSandbox implements PreparedSandbox {
 
 /** Resolves with bubblewrap's exit code (the command's) once its output pipes are drained; null when killed by a signal. */
 async function exitCodeOf (child: ChildProcess): Promise<number | null> {
+  const closed = once(child, 'close').catch(() => {})
   const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
     child.once('error', (err) => { reject(new SandboxError(`cannot start bubblewrap: ${err.message}; install it (apt-get install bubblewrap)`, { cause: err })) })
     child.once('exit', (exitCode, signalCode) => { resolve([exitCode, signalCode]) })
   })
-  await Promise.race([once(child, 'close'), new Promise(resolve => setTimeout(resolve, DRAIN_TIMEOUT_MS))])
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([closed, new Promise(resolve => { timer = setTimeout(resolve, DRAIN_TIMEOUT_MS) })])
+  clearTimeout(timer)
   return signal === null ? code : null
 }

@@ -1,4 +1,5 @@
 import { SandboxError } from '../errors.js'
+import { SANDBOX_GID, SANDBOX_UID } from '../spec.js'
 import { removeQuietly, startContainer } from './container.js'
 import { LABEL_NODE } from './profile.js'
 import { WarmPool } from './pool.js'
@@ -64,7 +65,8 @@ export class DockerDriver implements SandboxBackendDriver {
 
   private async startContainer (jobId: string, image: SandboxImage, limits: StageLimits): Promise<StartedContainer> {
     const { init } = this
-    const workspace = await init.workspaces.create(jobId, limits.workspaceBytes, { uid: 1000, gid: 1000 })
+    // Without user namespace remapping, the container's uid is the host's.
+    const workspace = await init.workspaces.create(jobId, limits.workspaceBytes, { uid: SANDBOX_UID, gid: SANDBOX_GID })
     try {
       return await startContainer({
         docker: init.docker,
