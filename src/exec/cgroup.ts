@@ -154,24 +154,34 @@ export async function cgroupProcesses (paths: CgroupPaths): Promise<number[]> {
 }
 
 /**
+ * Sends SIGKILL to every process in the cgroup once; SIGKILL also ends
+ * stopped processes. Returns how many were signalled; a process the node
+ * may not signal (EPERM) counts as not signalled.
+ */
+export async function killCgroupProcesses (paths: CgroupPaths): Promise<number> {
+  let signalled = 0
+  for (const pid of await cgroupProcesses(paths)) {
+    try {
+      process.kill(pid, 'SIGKILL')
+      signalled++
+    } catch {
+      // Gone already, or not ours to signal.
+    }
+  }
+  return signalled
+}
+
+/**
  * Kills every process left in the cgroup, then removes its folders. SIGKILL
  * also ends stopped processes. Returns how many processes were killed.
  */
 export async function removeCgroup (paths: CgroupPaths): Promise<number> {
   let killed = 0
   for (let attempt = 0; attempt < 50; attempt++) {
-    const pids = await cgroupProcesses(paths)
-    if (pids.length === 0) {
+    if ((await cgroupProcesses(paths)).length === 0) {
       break
     }
-    for (const pid of pids) {
-      try {
-        process.kill(pid, 'SIGKILL')
-        killed++
-      } catch {
-        // Already gone.
-      }
-    }
+    killed += await killCgroupProcesses(paths)
     await new Promise(resolve => setTimeout(resolve, 20))
   }
   for (const folder of folders(paths)) {

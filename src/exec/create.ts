@@ -36,7 +36,7 @@ export interface ExecutorSettings {
   agent?: Partial<AgentSettings>
   /** Upper limits of every stage. */
   limits?: Partial<StageLimits>
-  /** Started containers kept waiting for jobs (Docker only); 0 turns the pool off. */
+  /** Prepared sandboxes kept waiting for jobs; 0 turns the warm pool off. */
   warmPoolSize?: number
   logger: Logger
   /** Docker client; one from DOCKER_HOST (or the default socket) when missing. */
@@ -49,6 +49,9 @@ export interface CreatedExecutor {
   executor?: SandboxExecutor
   info: SandboxInfo
 }
+
+/** Prepared sandboxes kept waiting for jobs: two, so a burst of two stages starts warm. */
+export const DEFAULT_WARM_POOL_SIZE = 2
 
 /** Time allowed for the Docker daemon to answer a ping. */
 const DOCKER_PING_TIMEOUT_MS = 3000
@@ -82,9 +85,6 @@ export async function createExecutor (settings: ExecutorSettings): Promise<Creat
 
   await chosen.driver.removeLeftovers()
   await egress?.start()
-  if (chosen.driver instanceof DockerDriver) {
-    await chosen.driver.warmUp()
-  }
   const executor = new SandboxExecutor({
     driver: chosen.driver,
     images,
@@ -92,8 +92,10 @@ export async function createExecutor (settings: ExecutorSettings): Promise<Creat
     limits,
     agent: agentSettings(settings.agent),
     egress,
-    collect: settings.collect
+    collect: settings.collect,
+    warmPoolSize: settings.warmPoolSize ?? DEFAULT_WARM_POOL_SIZE
   })
+  await executor.warmUp()
   logger.info({ ...chosen.info }, 'sandbox ready')
   return { executor, info: chosen.info }
 }
@@ -131,10 +133,7 @@ async function chooseDriver (settings: ExecutorSettings, images: ImageAllowList,
         info,
         workspaces,
         logger,
-        proxySocket: egress?.socketPath,
-        warmPoolSize: settings.warmPoolSize ?? 2,
-        defaultImage: images.default,
-        defaultLimits: limits
+        proxySocket: egress?.socketPath
       })
       return { driver, info }
     }

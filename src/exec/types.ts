@@ -127,7 +127,10 @@ export interface StageRun {
   jobId: string
   /** Progress events in order; ends after the `finished` state. Read it or not: it never blocks the run. */
   progress: AsyncIterable<StageProgress>
+  /** Resolves once the stage's processes are dead and its workspace was collected. */
   result: Promise<StageResult>
+  /** Resolves once the sandbox and the workspace are removed, after `result`. */
+  cleanedUp: Promise<void>
 }
 
 export type SandboxBackend = 'docker' | 'bwrap' | 'none'

@@ -24,6 +24,9 @@ export interface WorkspaceOwner {
   gid: number
 }
 
+/** Attempts to delete a workspace that the kernel still reports busy. */
+const REMOVE_ATTEMPTS = 5
+
 /** Free bytes below which a failed stage counts as stopped by the workspace size cap. */
 const FULL_MARGIN_BYTES = 64 * 1024
 
@@ -104,7 +107,17 @@ export class WorkspaceManager {
         })
       }
     }
-    await rm(folder, { recursive: true, force: true })
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await rm(folder, { recursive: true, force: true })
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EBUSY' || attempt >= REMOVE_ATTEMPTS) {
+          throw err
+        }
+        await new Promise(resolve => setTimeout(resolve, 50 * attempt))
+      }
+    }
   }
 }
 

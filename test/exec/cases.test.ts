@@ -97,7 +97,9 @@ for (const backend of backends) {
 
     it('S7 background process does not survive', async () => {
       const marker = `sleep ${900 + Math.floor(Math.random() * 99)}`
-      const result = await runStage('s7', ['sh', '-c', `nohup ${marker} >/dev/null 2>&1 & echo started`])
+      const run = await sandbox.executor!.start({ jobId: 's7', command: ['sh', '-c', `nohup ${marker} >/dev/null 2>&1 & echo started`] })
+      const result = await run.result
+      await run.cleanedUp
       expect(result.outcome).toBe('succeeded')
       expect(await processesMatching(marker)).toBe(0)
       expect(await containersWithLabel('emdx.job=s7')).toBe(0)

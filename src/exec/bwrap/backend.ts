@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
-import { cgroupPathsNamed, childCgroups, createCgroup, procsFiles, readCgroupStats, removeCgroup, cgroupProcesses } from '../cgroup.js'
+import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup } from '../cgroup.js'
 import { bwrapArguments, wrapperArguments } from './arguments.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
@@ -175,13 +175,7 @@ class BwrapSandbox implements PreparedSandbox {
   private async kill (): Promise<void> {
     if (this.init.cgroup !== undefined) {
       this.lastStats ??= await readCgroupStats(this.init.cgroup)
-      for (const pid of await cgroupProcesses(this.init.cgroup)) {
-        try {
-          process.kill(pid, 'SIGKILL')
-        } catch {
-          // Already gone.
-        }
-      }
+      await killCgroupProcesses(this.init.cgroup)
     }
     if (this.child?.exitCode === null && this.child.signalCode === null) {
       this.child.kill('SIGKILL')

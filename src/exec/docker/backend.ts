@@ -2,7 +2,6 @@ import { SandboxError } from '../errors.js'
 import { SANDBOX_GID, SANDBOX_UID } from '../spec.js'
 import { removeQuietly, startContainer } from './container.js'
 import { LABEL_NODE } from './profile.js'
-import { WarmPool } from './pool.js'
 import type { SandboxImage } from '../images.js'
 import type { PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
 import type { LeftoverReport, SandboxInfo, StageLimits } from '../types.js'
@@ -19,47 +18,23 @@ export interface DockerDriverInit {
   workspaces: WorkspaceManager
   logger: Logger
   proxySocket?: string
-  /** Warm containers kept started for the default image and limits; 0 turns the pool off. */
-  warmPoolSize: number
-  defaultImage: SandboxImage
-  defaultLimits: StageLimits
 }
 
-/** The Docker backend: hardened containers through dockerode, with a warm pool. */
+/**
+ * The Docker backend: hardened containers through dockerode. `prepare`
+ * starts a container whose launcher waits for its job, so the executor's
+ * warm pool can hold started containers.
+ */
 export class DockerDriver implements SandboxBackendDriver {
   readonly info: SandboxInfo
   private readonly init: DockerDriverInit
-  private readonly pool?: WarmPool
 
   constructor (init: DockerDriverInit) {
     this.init = init
     this.info = init.info
-    if (init.warmPoolSize > 0) {
-      this.pool = new WarmPool({
-        size: init.warmPoolSize,
-        image: init.defaultImage,
-        limits: init.defaultLimits,
-        start: async (slot) => await this.startContainer(slot, init.defaultImage, init.defaultLimits),
-        logger: init.logger.child({ pool: 'warm' })
-      })
-    }
-  }
-
-  /** Fills the warm pool; resolves when its containers are started. */
-  async warmUp (): Promise<void> {
-    await this.pool?.fill()
-  }
-
-  get warmContainers (): number {
-    return this.pool?.size ?? 0
   }
 
   async prepare (request: PrepareRequest): Promise<PreparedSandbox> {
-    const warm = this.pool?.take(request.image, request.limits)
-    if (warm !== undefined) {
-      this.init.logger.debug({ job: request.jobId, container: warm.id }, 'stage takes a warm container')
-      return warm
-    }
     return await this.startContainer(request.jobId, request.image, request.limits)
   }
 
@@ -95,7 +70,5 @@ export class DockerDriver implements SandboxBackendDriver {
     return { containers: containers.length, workspaces, processes: 0 }
   }
 
-  async close (): Promise<void> {
-    await this.pool?.close()
-  }
+  async close (): Promise<void> {}
 }

@@ -1,5 +1,5 @@
 import { Writable } from 'node:stream'
-import { cgroupPathsOfProcess, readCgroupStats } from '../cgroup.js'
+import { cgroupPathsOfProcess, killCgroupProcesses, readCgroupStats } from '../cgroup.js'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
 import { LineSplitter } from '../output.js'
@@ -126,9 +126,17 @@ export class StartedContainer implements PreparedSandbox {
     return stats
   }
 
+  /**
+   * Kills the container's processes: straight through its cgroup when the
+   * node may signal them (one system call each, no daemon round trip), else
+   * through the daemon.
+   */
   private async kill (): Promise<void> {
     if (this.lastStats === undefined) {
       await this.stats()
+    }
+    if (await killCgroupProcesses(this.init.cgroup) > 0) {
+      return
     }
     try {
       await this.init.container.kill({ signal: 'SIGKILL' })
@@ -143,13 +151,22 @@ export class StartedContainer implements PreparedSandbox {
     this.discarded ??= (async () => {
       this.stopRelay?.()
       await this.kill().catch((err: unknown) => { this.init.logger.warn({ err, container: this.id }, 'cannot kill container') })
-      await Promise.race([this.streamEnded, new Promise(resolve => setTimeout(resolve, DRAIN_TIMEOUT_MS))])
+      await this.init.container.kill({ signal: 'SIGKILL' }).catch(() => {})
+      // The wait ends once PID 1 is gone, and the kernel ends every other
+      // process of the container before that; the stream then has the last output.
+      await withTimeout(Promise.all([this.init.waited.catch(() => {}), this.streamEnded]), DRAIN_TIMEOUT_MS)
       this.init.stream.destroy()
       await removeQuietly(this.init.container, this.init.logger)
       await this.init.workspaces.remove(this.workspace)
     })()
     await this.discarded
   }
+}
+
+async function withTimeout (promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  await Promise.race([promise, new Promise(resolve => { timer = setTimeout(resolve, ms) })])
+  clearTimeout(timer)
 }
 
 function sink (write: (chunk: Buffer) => void): Writable {
