@@ -146,6 +146,10 @@ class BwrapSandbox implements PreparedSandbox {
 
   /** Starts the relay in the sandbox's network namespace, then lets bubblewrap run the command. */
   private async openEgress (child: ChildProcess, proxySocket: string): Promise<void> {
+    // Node makes these extra stdio pipes sockets; bubblewrap closing its end
+    // resets them, which is expected once the sandbox ends.
+    child.stdio[3]?.on('error', () => {})
+    child.stdio[4]?.on('error', () => {})
     const info = child.stdio[3] as Readable
     let text = ''
     for await (const chunk of info) {

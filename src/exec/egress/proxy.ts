@@ -37,6 +37,8 @@ export class EgressProxy {
   async start (): Promise<void> {
     await rm(this.socketPath, { force: true })
     const server = createServer((request, response) => { this.forwardRequest(request, response) })
+    // A sandbox killed mid-request resets its connections; that is no error of the node.
+    server.on('clientError', (_err, socket: Duplex) => { socket.destroy() })
     server.on('connect', (request: IncomingMessage, socket: Duplex, head: Buffer) => { this.openTunnel(request, socket, head) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -123,7 +125,10 @@ export class EgressProxy {
     const upstream = httpRequest({ host: url.hostname, port, method: request.method, path: `${url.pathname}${url.search}`, headers }, (reply) => {
       response.writeHead(reply.statusCode ?? 502, reply.headers)
       reply.pipe(response)
+      reply.once('error', () => { response.destroy() })
     })
+    request.once('error', () => { upstream.destroy() })
+    response.once('error', () => { upstream.destroy() })
     upstream.once('error', (err) => {
       this.logger.warn({ err, target: `${url.hostname}:${port}` }, 'egress request failed')
       if (!response.headersSent) {
