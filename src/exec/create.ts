@@ -83,7 +83,12 @@ export async function createExecutor (settings: ExecutorSettings): Promise<Creat
     return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason } }
   }
 
-  await chosen.driver.removeLeftovers()
+  const leftovers = await chosen.driver.removeLeftovers()
+  if (leftovers.jobs.length > 0) {
+    // TODO: report these jobs as failed to their requesters once the stage
+    // protocol exists; until then they are only logged here.
+    logger.warn({ jobs: leftovers.jobs }, 'jobs of an earlier run were lost when the node stopped')
+  }
   await egress?.start()
   const executor = new SandboxExecutor({
     driver: chosen.driver,

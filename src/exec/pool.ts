@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto'
+import { WARM_SLOT_PREFIX } from './workspace.js'
 import type { SandboxImage } from './images.js'
 import type { PreparedSandbox } from './sandbox.js'
 import type { StageLimits } from './types.js'
@@ -70,7 +71,7 @@ export class WarmPool {
 
   private async startOne (): Promise<void> {
     try {
-      const sandbox = await this.init.prepare(`warm-${randomBytes(6).toString('hex')}`)
+      const sandbox = await this.init.prepare(`${WARM_SLOT_PREFIX}${randomBytes(6).toString('hex')}`)
       if (this.closed) {
         await sandbox.discard()
         return

@@ -158,6 +158,8 @@ export interface LeftoverReport {
   containers: number
   workspaces: number
   processes: number
+  /** Ids of the jobs whose leftovers were removed (warm pool slots excluded). */
+  jobs: string[]
 }
 
 export interface StageExecutor {

@@ -24,6 +24,9 @@ export interface WorkspaceOwner {
   gid: number
 }
 
+/** Name prefix of warm pool slots, which belong to no job yet. */
+export const WARM_SLOT_PREFIX = 'warm-'
+
 /** Attempts to delete a workspace that the kernel still reports busy. */
 const REMOVE_ATTEMPTS = 5
 
@@ -81,18 +84,18 @@ export class WorkspaceManager {
     await this.removeFolder(workspace.path)
   }
 
-  /** Removes every workspace below the root: the leftovers of a node that died. */
-  async removeAll (): Promise<number> {
+  /** Removes every workspace below the root, the leftovers of a node that died, and returns their names. */
+  async removeAll (): Promise<string[]> {
     let entries: string[]
     try {
       entries = await readdir(this.root)
     } catch {
-      return 0
+      return []
     }
     for (const entry of entries) {
       await this.removeFolder(path.join(this.root, entry))
     }
-    return entries.length
+    return entries
   }
 
   private async removeFolder (folder: string): Promise<void> {
@@ -133,6 +136,11 @@ export async function workspaceUsedBytes (workspace: Workspace): Promise<number>
 /** True when the workspace has (almost) no room left. */
 export async function isWorkspaceFull (workspace: Workspace): Promise<boolean> {
   return await workspaceUsedBytes(workspace) >= workspace.sizeBytes - FULL_MARGIN_BYTES
+}
+
+/** The job ids among workspace names and labels, without warm pool slots and repeats. */
+export function jobsOf (names: string[]): string[] {
+  return [...new Set(names.filter(name => name !== '' && !name.startsWith(WARM_SLOT_PREFIX)))].sort()
 }
 
 async function isMountPoint (folder: string): Promise<boolean> {

@@ -96,7 +96,7 @@ export interface TestExecutor extends CreatedExecutor {
 
 /** An executor of one backend with test limits in a temporary state folder. */
 export async function testExecutor (backend: BackendName, overrides: Partial<ExecutorSettings> = {}): Promise<TestExecutor> {
-  const stateDir = await mkdtemp(path.join(os.tmpdir(), `emdx-exec-${backend}-`))
+  const stateDir = overrides.stateDir ?? await mkdtemp(path.join(os.tmpdir(), `emdx-exec-${backend}-`))
   // bubblewrap runs as nobody when the tests run as root, and must reach its workspace.
   await chmod(stateDir, 0o711)
   const created = await createExecutor({

@@ -7,6 +7,7 @@ import { bwrapArguments, wrapperArguments } from './arguments.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
 import type { LeftoverReport, SandboxInfo, StageLimits } from '../types.js'
+import { jobsOf } from '../workspace.js'
 import type { Workspace, WorkspaceManager } from '../workspace.js'
 import type { Logger } from '../../node/logger.js'
 import type { ChildProcess } from 'node:child_process'
@@ -83,11 +84,12 @@ export class BwrapDriver implements SandboxBackendDriver {
     for (const name of await childCgroups(this.cgroupParent)) {
       processes += await removeCgroup(cgroupPathsNamed(this.cgroupParent, name))
     }
-    const workspaces = await this.init.workspaces.removeAll()
-    if (processes > 0 || workspaces > 0) {
-      this.logger.info({ processes, workspaces }, 'removed leftovers of an earlier run')
+    const removed = await this.init.workspaces.removeAll()
+    const jobs = jobsOf(removed)
+    if (processes > 0 || removed.length > 0) {
+      this.logger.info({ processes, workspaces: removed.length, jobs }, 'removed leftovers of an earlier run')
     }
-    return { containers: 0, workspaces, processes }
+    return { containers: 0, workspaces: removed.length, processes, jobs }
   }
 
   async close (): Promise<void> {}

@@ -1,7 +1,8 @@
 import { SandboxError } from '../errors.js'
 import { SANDBOX_GID, SANDBOX_UID } from '../spec.js'
 import { removeQuietly, startContainer } from './container.js'
-import { LABEL_NODE } from './profile.js'
+import { LABEL_JOB, LABEL_NODE } from './profile.js'
+import { jobsOf } from '../workspace.js'
 import type { SandboxImage } from '../images.js'
 import type { PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
 import type { LeftoverReport, SandboxInfo, StageLimits } from '../types.js'
@@ -63,11 +64,12 @@ export class DockerDriver implements SandboxBackendDriver {
     for (const info of containers) {
       await removeQuietly(docker.getContainer(info.Id), logger)
     }
-    const workspaces = await this.init.workspaces.removeAll()
-    if (containers.length > 0 || workspaces > 0) {
-      logger.info({ containers: containers.length, workspaces }, 'removed leftovers of an earlier run')
+    const removed = await this.init.workspaces.removeAll()
+    const jobs = jobsOf([...removed, ...containers.map(info => info.Labels[LABEL_JOB] ?? '')])
+    if (containers.length > 0 || removed.length > 0) {
+      logger.info({ containers: containers.length, workspaces: removed.length, jobs }, 'removed leftovers of an earlier run')
     }
-    return { containers: containers.length, workspaces, processes: 0 }
+    return { containers: containers.length, workspaces: removed.length, processes: 0, jobs }
   }
 
   async close (): Promise<void> {}
