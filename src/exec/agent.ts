@@ -21,6 +21,8 @@ export interface AgentSettings {
 /** Default agent: the Claude Code CLI in print mode with stream-json output. */
 export const DEFAULT_AGENT_COMMAND = ['claude', '--print', '{prompt}', '--output-format', 'stream-json', '--verbose', '--model', '{model}']
 export const DEFAULT_AGENT_MODEL = 'sonnet'
+/** The node's environment variable that holds the agent's API key. */
+export const DEFAULT_AGENT_API_KEY_ENV = 'ANTHROPIC_API_KEY'
 /** File tools only: the agent edits the workspace and runs no commands. */
 export const DEFAULT_AGENT_TOOLS = ['Read', 'Write', 'Edit', 'Glob', 'Grep']
 

@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { StageSpecError } from './errors.js'
 
 /**
@@ -8,6 +9,21 @@ import { StageSpecError } from './errors.js'
 export interface SandboxImage {
   name: string
   rootfs?: string
+}
+
+/** Name of the image `scripts/build-test-image.sh` builds. */
+export const DEFAULT_IMAGE_NAME = 'emdx-sandbox-test:latest'
+
+/**
+ * The image a node runs when no `--image` is given: the one the repository's
+ * script builds from local files, with its root folder in the package.
+ *
+ * TODO: ship a production agent image; this one holds busybox and the
+ * Claude Code CLI only.
+ */
+export function defaultImage (): SandboxImage {
+  const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
+  return { name: DEFAULT_IMAGE_NAME, rootfs: path.join(packageRoot, 'build/test-image/rootfs') }
 }
 
 /**

@@ -5,6 +5,7 @@ import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
 import { loadOrCreateIdentity } from './identity.js'
 import { createNetwork } from './libp2p.js'
+import { startSandbox } from './sandbox.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
 import type { NodeConfig } from './config.js'
@@ -12,6 +13,8 @@ import type { RootDatabase } from './data-dir.js'
 import type { EmdxLibp2p } from './libp2p.js'
 import type { Logger } from './logger.js'
 import type { PeerId } from '@libp2p/interface'
+import type { SandboxInfo } from '../exec/types.js'
+import type { NodeSandbox } from './sandbox.js'
 
 /** What `GET /api/v1/status` returns. */
 export interface NodeStatus {
@@ -28,6 +31,8 @@ export interface NodeStatus {
     cpus: number
     memoryBytes: number
   }
+  /** The sandbox stages run in; backend `none` means this node shares nothing. */
+  sandbox: SandboxInfo
 }
 
 /** One entry of `GET /api/v1/peers`: a peer this node has an open connection to. */
@@ -59,12 +64,15 @@ export class EmdxNode {
   readonly database: RootDatabase
   readonly api: ApiServer
   readonly startedAt: Date
+  /** The stage executor, when this node can share; see `sandbox.info` for why not. */
+  readonly sandbox: NodeSandbox
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
-  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, api: ApiServer, stopSteps: StopStep[] }) {
+  private constructor (parts: { config: NodeConfig, logger: Logger, libp2p: EmdxLibp2p, database: RootDatabase, api: ApiServer, sandbox: NodeSandbox, stopSteps: StopStep[] }) {
     this.config = parts.config
+    this.sandbox = parts.sandbox
     this.logger = parts.logger
     this.libp2p = parts.libp2p
     this.database = parts.database
@@ -106,6 +114,10 @@ export class EmdxNode {
       await startNetwork(libp2p, config)
       stopSteps.push(async () => { await libp2p.stop() })
 
+      // Also removes the containers and workspaces a killed run left behind.
+      const sandbox = await startSandbox(config, libp2p.peerId.toString(), init.logger)
+      stopSteps.push(async () => { await sandbox.executor?.close() })
+
       let node: EmdxNode | undefined
       const api = await startApiServer({
         host: init.apiHost ?? '127.0.0.1',
@@ -120,8 +132,8 @@ export class EmdxNode {
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, libp2p, database, api, stopSteps })
-      logger.info({ peer: libp2p.peerId.toString(), api: api.url }, 'node started')
+      node = new EmdxNode({ config, logger, libp2p, database, api, sandbox, stopSteps })
+      logger.info({ peer: libp2p.peerId.toString(), api: api.url, sandbox: sandbox.info.backend }, 'node started')
       return node
     } catch (err) {
       await runStopSteps(stopSteps, logger)
@@ -155,10 +167,11 @@ export class EmdxNode {
       connectedPeers: this.libp2p.getPeers().length,
       routingTableSize: this.routingTableSize(),
       share: {
-        enabled: this.config.share,
+        enabled: this.config.share && this.sandbox.executor !== undefined,
         cpus: this.config.shareCpu,
         memoryBytes: this.config.shareMem
-      }
+      },
+      sandbox: this.sandbox.info
     }
   }
 

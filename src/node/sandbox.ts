@@ -1,0 +1,54 @@
+import path from 'node:path'
+import { createExecutor } from '../exec/create.js'
+import type { SandboxExecutor } from '../exec/executor.js'
+import type { SandboxInfo } from '../exec/types.js'
+import type { NodeConfig } from './config.js'
+import type { Logger } from './logger.js'
+
+/** The node's sandbox: an executor when it can share, and what `status` reports either way. */
+export interface NodeSandbox {
+  executor?: SandboxExecutor
+  info: SandboxInfo
+}
+
+/**
+ * Where the executor keeps workspaces and the egress socket. As root, the
+ * bubblewrap backend runs sandboxes as `nobody`, which must be able to reach
+ * its workspace, while the data directory stays private (mode 0700); so the
+ * folder is under /run, which only root can write.
+ */
+export function executorStateDir (config: NodeConfig, nodeId: string): string {
+  if (process.getuid?.() === 0) {
+    return path.join('/run/emdx-node', nodeId)
+  }
+  return path.join(config.dataDir, 'exec')
+}
+
+/**
+ * Creates the executor from the node's settings. A node that shares nothing,
+ * or finds no usable sandbox, gets none and a reason; it still starts.
+ */
+export async function startSandbox (config: NodeConfig, nodeId: string, logger: Logger): Promise<NodeSandbox> {
+  if (!config.share) {
+    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason: 'sharing is off (--no-share)' } }
+  }
+
+  const apiKey = process.env[config.agentApiKeyEnv]
+  try {
+    return await createExecutor({
+      nodeId,
+      stateDir: executorStateDir(config, nodeId),
+      runtime: config.runtime,
+      requireRuntime: config.requireRuntime,
+      images: config.images,
+      agentEgress: config.agentEgress,
+      agent: { command: config.agentCommand, model: config.agentModel, apiKey, baseUrl: config.agentBaseUrl },
+      limits: { cpus: config.shareCpu, memoryBytes: config.shareMem },
+      logger
+    })
+  } catch (err) {
+    const reason = `the sandbox could not be set up: ${(err as Error).message}`
+    logger.warn({ err, component: 'exec' }, 'no usable sandbox: this node shares nothing')
+    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason } }
+  }
+}
