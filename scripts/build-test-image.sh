@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Builds the sandbox test image from files on this machine, because no image
-# registry can be reached: a root filesystem folder with busybox-static (a
-# shell and core tools in one binary) and the Claude Code CLI's native binary
-# with the shared libraries it links. The folder is what the bubblewrap
-# backend mounts as its read-only root; `docker import` turns the same folder
-# into a Docker image for the Docker backend.
+# registry can be reached. The image is a root filesystem folder with
+# busybox-static (a shell and core tools in one binary) and the Claude Code
+# CLI's native binary with the shared libraries it links. The bubblewrap
+# backend mounts the folder as its read-only root, and `docker import` turns
+# the same folder into a Docker image for the Docker backend.
 #
 # Usage: scripts/build-test-image.sh [--no-docker]
 #   EMDX_TEST_IMAGE      Docker image name (default emdx-sandbox-test:latest)
@@ -26,8 +26,11 @@ busybox=$(command -v busybox || true)
 [ -n "$busybox" ] || fail "busybox not found; install Debian's busybox-static (apt-get install busybox-static)"
 file -L "$busybox" 2>/dev/null | grep -q 'statically linked' || ldd "$busybox" 2>&1 | grep -q 'not a dynamic executable' \
   || fail "$busybox is not statically linked; install Debian's busybox-static"
-claude="$repo/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
-[ -x "$claude" ] || fail "$claude not found; run npm install (the Claude Code CLI is a devDependency)"
+# The native binary comes in the platform package; the main package's
+# install script links it to bin/claude.exe.
+claude="$repo/node_modules/@anthropic-ai/claude-code-linux-x64/claude"
+[ -x "$claude" ] || claude="$repo/node_modules/@anthropic-ai/claude-code/bin/claude.exe"
+[ -x "$claude" ] || fail "the Claude Code CLI binary is not in node_modules; run npm install (@anthropic-ai/claude-code is a devDependency)"
 
 # The stamp names every input, so an unchanged image is not rebuilt.
 claude_version=$("$claude" --version | head -n 1)

@@ -1,8 +1,8 @@
 import type { AgentResult, AgentTask } from './types.js'
 
 /**
- * How the executor runs its agent. `command` is the argument list before
- * the prompt options; `{prompt}` and `{model}` in it are replaced.
+ * Settings of the executor's agent. `{prompt}` and `{model}` in `command`
+ * are replaced for each task.
  */
 export interface AgentSettings {
   command: string[]
@@ -21,12 +21,12 @@ export interface AgentSettings {
 /** Default agent: the Claude Code CLI in print mode with stream-json output. */
 export const DEFAULT_AGENT_COMMAND = ['claude', '--print', '{prompt}', '--output-format', 'stream-json', '--verbose', '--model', '{model}']
 export const DEFAULT_AGENT_MODEL = 'sonnet'
-/** The node's environment variable that holds the agent's API key. */
+/** Name of the node's environment variable that contains the agent's API key. */
 export const DEFAULT_AGENT_API_KEY_ENV = 'ANTHROPIC_API_KEY'
 /** File tools only: the agent edits the workspace and runs no commands. */
 export const DEFAULT_AGENT_TOOLS = ['Read', 'Write', 'Edit', 'Glob', 'Grep']
 
-/** The agent's command line for one task. */
+/** Builds the agent's command line for one task. */
 export function agentCommand (settings: AgentSettings, task: AgentTask): string[] {
   const model = task.model ?? settings.model
   const command = settings.command.map(part => part.replaceAll('{prompt}', task.prompt).replaceAll('{model}', model))

@@ -34,11 +34,11 @@ interface CheckedEntry {
 }
 
 /**
- * Extracts a tar or tar.gz archive into `target` in two passes: the first
- * reads the whole archive and rejects it, before anything is written, when it
- * breaks a limit or holds an entry other than a plain file or folder inside
- * the target (links, devices, absolute paths, `..`). The second pass writes,
- * never following or replacing anything that exists.
+ * Extracts a tar or tar.gz archive into `target` in two passes. The first
+ * reads the whole archive and rejects it before anything is written when it
+ * breaks a limit or contains an entry other than a plain file or folder
+ * inside the target (links, devices, absolute paths, `..`). The second pass
+ * writes, and never follows or replaces anything that exists.
  */
 /** Owner given to every extracted file and folder, so the sandbox user can change them. */
 export interface ArchiveOwner {

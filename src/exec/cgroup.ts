@@ -28,7 +28,7 @@ export function cgroupVersion (): 1 | 2 {
   return existsSync(path.join(CGROUP_ROOT, 'cgroup.controllers')) ? 2 : 1
 }
 
-/** The cgroup folders of a running process, from `/proc/PID/cgroup`. */
+/** Reads the cgroup folders of a running process from `/proc/PID/cgroup`. */
 export async function cgroupPathsOfProcess (pid: number): Promise<CgroupPaths> {
   const text = await readFile(`/proc/${pid}/cgroup`, 'utf8')
   const byController = new Map<string, string>()
@@ -47,7 +47,7 @@ export async function cgroupPathsOfProcess (pid: number): Promise<CgroupPaths> {
   return { version: 1, memory: folder('memory'), cpu: folder('cpu'), cpuacct: folder('cpuacct'), pids: folder('pids') }
 }
 
-/** The cgroup folders named `name` below the node's own folder of each controller. */
+/** Returns the folders of the cgroup `parent/name` below the root of each controller. */
 export function cgroupPathsNamed (parent: string, name: string): CgroupPaths {
   if (cgroupVersion() === 2) {
     const folder = path.join(CGROUP_ROOT, parent, name)
@@ -134,7 +134,7 @@ export async function createCgroup (paths: CgroupPaths, limits: CgroupLimits): P
   await writeFile(path.join(paths.pids, 'pids.max'), String(limits.pids))
 }
 
-/** The files a process writes its pid into to join the cgroup, one per controller folder. */
+/** Returns the files a process writes its pid into to join the cgroup, one per controller folder. */
 export function procsFiles (paths: CgroupPaths): string[] {
   return folders(paths).map(folder => path.join(folder, 'cgroup.procs'))
 }

@@ -53,12 +53,12 @@ export interface CreatedExecutor {
 /** Prepared sandboxes kept waiting for jobs: two, so a burst of two stages starts warm. */
 export const DEFAULT_WARM_POOL_SIZE = 2
 
-/** Time allowed for the Docker daemon to answer a ping. */
+/** Time allowed for the Docker daemon to respond to a ping. */
 const DOCKER_PING_TIMEOUT_MS = 3000
 
 /**
  * Finds a usable sandbox and builds the executor for it: Docker when its
- * daemon answers (gVisor when proven), bubblewrap otherwise, or none with a
+ * daemon responds (gVisor when proven), bubblewrap otherwise, or none with a
  * reason a person can act on. Leftovers of an earlier run of this node are
  * removed before the warm pool is filled.
  */
@@ -167,12 +167,12 @@ function noSandbox (reason: string): SandboxInfo {
   return { backend: 'none', runtime: 'none', isolation: 'none', reason: `${reason}. Start the Docker daemon (or set DOCKER_HOST), or install bubblewrap and pass --image NAME=ROOTFS_FOLDER` }
 }
 
-/** Returns undefined when the daemon answers, else what is wrong. */
+/** Returns undefined when the daemon responds, else the problem. */
 async function pingDocker (docker: Docker): Promise<string | undefined> {
   try {
     let timer: NodeJS.Timeout | undefined
     const timeout = new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`no answer within ${DOCKER_PING_TIMEOUT_MS} ms`)) }, DOCKER_PING_TIMEOUT_MS)
+      timer = setTimeout(() => { reject(new Error(`no response within ${DOCKER_PING_TIMEOUT_MS} ms`)) }, DOCKER_PING_TIMEOUT_MS)
     })
     try {
       await Promise.race([docker.ping(), timeout])
@@ -181,11 +181,11 @@ async function pingDocker (docker: Docker): Promise<string | undefined> {
     }
     return undefined
   } catch (err) {
-    return `no Docker daemon answers at ${process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'} (${(err as Error).message})`
+    return `no Docker daemon responds at ${process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock'} (${(err as Error).message})`
   }
 }
 
-/** Returns undefined when bubblewrap runs `true` in the default image's root, else what is wrong. */
+/** Returns undefined when bubblewrap runs `true` in the default image's root, else the problem. */
 async function probeBwrap (image: SandboxImage): Promise<string | undefined> {
   if (image.rootfs === undefined) {
     return `bubblewrap needs a root file system folder for image ${image.name}; pass --image ${image.name}=/path/to/rootfs`

@@ -39,8 +39,8 @@ interface ActiveRun {
 /**
  * Runs stages in the sandbox of one backend and reports every run the same
  * way: one outcome, capped stdout, metrics measured by the node. A run's
- * result is returned once its processes are dead and its workspace
- * collected; removing the sandbox and workspace finishes after that
+ * result is returned once its processes are dead and its workspace is
+ * collected. Removing the sandbox and workspace finishes after that
  * (`StageRun.cleanedUp`), and `close` waits for it.
  */
 export class SandboxExecutor implements StageExecutor {

@@ -15,11 +15,12 @@ export interface SandboxImage {
 export const DEFAULT_IMAGE_NAME = 'emdx-sandbox-test:latest'
 
 /**
- * The image a node runs when no `--image` is given: the one the repository's
- * script builds from local files, with its root folder in the package.
+ * Returns the image a node runs when no `--image` is given: the one the
+ * repository's script builds from local files, with its root folder in the
+ * package.
  *
- * TODO: ship a production agent image; this one holds busybox and the
- * Claude Code CLI only.
+ * TODO: ship a production agent image; this one contains only busybox and
+ * the Claude Code CLI.
  */
 export function defaultImage (): SandboxImage {
   const packageRoot = fileURLToPath(new URL('../..', import.meta.url))
@@ -45,8 +46,8 @@ export function parseImage (value: string): SandboxImage | undefined {
 }
 
 /**
- * The images this executor runs. A stage names one of them or gets the
- * first; nothing else runs, whatever the requester asks for.
+ * Allow-list of the images this executor runs. A stage names one of them or
+ * gets the first. Nothing else runs, whatever the requester sends.
  */
 export class ImageAllowList {
   readonly images: readonly SandboxImage[]

@@ -1,7 +1,7 @@
 import { formatBytes, formatDuration } from '../node/units.js'
 import type { StageLimits, StageOutcome } from './types.js'
 
-/** A sentence for people: why a run ended this way and what to change. */
+/** Describes for people why a run ended this way and what to change. */
 export function describeOutcome (outcome: StageOutcome, exitCode: number | null, limits: StageLimits): string {
   switch (outcome) {
     case 'succeeded':

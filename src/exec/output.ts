@@ -8,7 +8,7 @@ import { MAX_LOG_LINE_CHARS } from './progress.js'
 export class CappedOutput {
   private readonly capBytes: number
   private readonly chunks: Buffer[] = []
-  private kept = 0
+  private keptBytes = 0
   private total = 0
   private readonly onExceeded: () => void
 
@@ -20,11 +20,11 @@ export class CappedOutput {
   write (chunk: Buffer): void {
     const wasExceeded = this.exceeded
     this.total += chunk.length
-    const room = this.capBytes - this.kept
+    const room = this.capBytes - this.keptBytes
     if (room > 0) {
       const part = chunk.length <= room ? chunk : chunk.subarray(0, room)
       this.chunks.push(part)
-      this.kept += part.length
+      this.keptBytes += part.length
     }
     if (!wasExceeded && this.exceeded) {
       this.onExceeded()

@@ -4,8 +4,8 @@ import type { LeftoverReport, SandboxInfo, StageLimits } from './types.js'
 import type { Workspace } from './workspace.js'
 
 /**
- * What a backend implements: prepare a sandbox with its workspace, launch
- * one command in it, and clean up. The shared lifecycle (limits, output cap,
+ * Interface of a backend: prepare a sandbox with its workspace, launch one
+ * command in it, and clean up. The shared lifecycle (limits, output cap,
  * deadline, outcome, agent result) lives in `SandboxExecutor`, so both
  * backends report runs the same way.
  */

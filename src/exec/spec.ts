@@ -87,8 +87,8 @@ function resolveLimits (spec: StageSpec, defaults: StageLimits): StageLimits {
 }
 
 /**
- * The environment of a stage: a fixed base, the stage's checked variables,
- * then the executor's own (agent and proxy variables), which win.
+ * Builds the environment of a stage: a fixed base, the stage's checked
+ * variables, then the executor's own (agent and proxy variables), which win.
  */
 export function stageEnvironment (spec: StageSpec, executorEnv: Record<string, string>): Record<string, string> {
   return {

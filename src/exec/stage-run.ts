@@ -174,7 +174,7 @@ interface OutcomeFacts {
   diskFull: boolean
 }
 
-/** The first cause wins: a stop the node made, then the output cap, OOM, a full workspace, the exit code. */
+/** Decides the outcome. The first cause wins: a stop the node made, then the output cap, OOM, a full workspace, the exit code. */
 export function decideOutcome (facts: OutcomeFacts): StageOutcome {
   if (facts.stopReason !== undefined) {
     return facts.stopReason

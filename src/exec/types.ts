@@ -6,7 +6,7 @@
  * containers, processes or mounts.
  */
 
-/** How a stage run ended. Exactly one applies; the first cause wins. */
+/** Outcome of a stage run. Exactly one applies, and the first cause wins. */
 export type StageOutcome =
   | 'succeeded'
   | 'failed'
@@ -60,8 +60,8 @@ export interface StageSpec {
   agent?: AgentTask
   input?: StageInput
   /**
-   * Variables the stage asks for. The executor passes them after checking
-   * their names; it never passes its own environment, and it rejects names
+   * Variables the stage requests. The executor passes them after checking
+   * their names. It never passes its own environment, and it rejects names
    * it sets itself (PATH, HOME, proxy and agent variables).
    */
   env?: Record<string, string>
@@ -79,7 +79,7 @@ export interface AgentUsage {
   costUsd: number
 }
 
-/** What the agent reported in its final `result` line. */
+/** Output, error flag and usage from the agent's final `result` line. */
 export interface AgentResult {
   output: string
   isError: boolean
@@ -125,7 +125,7 @@ export type StageState = 'preparing' | 'running' | 'finishing' | 'finished'
 /** A started run: its progress events, and its result once it ended. */
 export interface StageRun {
   jobId: string
-  /** Progress events in order; ends after the `finished` state. Read it or not: it never blocks the run. */
+  /** Progress events in order, ending after the `finished` state. The run does not wait for a reader, because the queue drops log lines when full. */
   progress: AsyncIterable<StageProgress>
   /** Resolves once the stage's processes are dead and its workspace was collected. */
   result: Promise<StageResult>
@@ -144,16 +144,16 @@ export type SandboxRuntime = 'runsc' | 'runc' | 'bwrap' | 'none'
  */
 export type SandboxIsolation = 'gvisor' | 'container' | 'namespaces' | 'none'
 
-/** What `status` reports about the sandbox. */
+/** Sandbox facts reported by `status`. */
 export interface SandboxInfo {
   backend: SandboxBackend
   runtime: SandboxRuntime
   isolation: SandboxIsolation
-  /** Why the sandbox is not the strongest one, or why there is none, and how to fix it. */
+  /** Reason the sandbox is not the strongest one, or that there is none, with the fix. */
   reason?: string
 }
 
-/** What `removeLeftovers` found and removed. */
+/** Counts and job ids of the leftovers `removeLeftovers` removed. */
 export interface LeftoverReport {
   containers: number
   workspaces: number

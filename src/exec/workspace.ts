@@ -8,7 +8,7 @@ import type { Logger } from '../node/logger.js'
 
 const run = promisify(execFile)
 
-/** A job's workspace on the host: the only host folder a sandbox sees. */
+/** A job's workspace on the host, the only host folder mounted in its sandbox. */
 export interface Workspace {
   jobId: string
   path: string
@@ -103,8 +103,8 @@ export class WorkspaceManager {
       try {
         await run('umount', [folder])
       } catch {
-        // A process that still holds the mount (it is being killed) must not
-        // keep the workspace: detach it now, the kernel frees it later.
+        // A process that still uses the mount is being killed, and it must not
+        // keep the workspace. Detach the mount now, and the kernel frees it later.
         await run('umount', ['-l', folder]).catch((err: unknown) => {
           this.logger.warn({ err, folder }, 'cannot unmount workspace')
         })
@@ -138,7 +138,7 @@ export async function isWorkspaceFull (workspace: Workspace): Promise<boolean> {
   return await workspaceUsedBytes(workspace) >= workspace.sizeBytes - FULL_MARGIN_BYTES
 }
 
-/** The job ids among workspace names and labels, without warm pool slots and repeats. */
+/** Returns the job ids among workspace names and labels, without warm pool slots and repeats. */
 export function jobsOf (names: string[]): string[] {
   return [...new Set(names.filter(name => name !== '' && !name.startsWith(WARM_SLOT_PREFIX)))].sort()
 }
@@ -175,11 +175,10 @@ export interface CollectedFiles {
 }
 
 /**
- * Reads the regular files of a workspace for results. Links are never
- * followed: a symlink is skipped, a file with more than one hard link is
- * skipped (it may be shared with a file outside the workspace), and every
- * file is opened with O_NOFOLLOW and checked to be the inode that was
- * listed, so a stage cannot swap in a link between the listing and the read.
+ * Reads the regular files of a workspace for results without following any
+ * link. A symlink is skipped, and so is a file with more than one hard link,
+ * because it may be shared with a file outside the workspace. Every file is
+ * opened with O_NOFOLLOW and checked to be the inode that was listed.
  */
 export async function collectWorkspaceFiles (root: string, maxTotalBytes: number): Promise<CollectedFiles> {
   const collected: CollectedFiles = { files: [], skipped: [] }

@@ -12,9 +12,9 @@ export interface NodeSandbox {
 }
 
 /**
- * Where the executor keeps workspaces and the egress socket. As root, the
- * bubblewrap backend runs sandboxes as `nobody`, which must be able to reach
- * its workspace, while the data directory stays private (mode 0700); so the
+ * Returns the folder for workspaces and the egress socket. As root, the
+ * bubblewrap backend runs sandboxes as the host user `nobody`, which must
+ * reach its workspace. The data directory stays private (mode 0700), so the
  * folder is under /run, which only root can write.
  */
 export function executorStateDir (config: NodeConfig, nodeId: string): string {

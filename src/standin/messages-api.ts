@@ -6,14 +6,14 @@ import type { Logger } from '../node/logger.js'
 
 /**
  * A scripted stand-in for the Anthropic Messages API, so that a real agent
- * CLI can run a whole turn without the internet: the first reply asks the
- * agent to call its Write tool, and the reply after the tool result is a
- * final text. Everything it writes is labelled as stand-in output, so that
- * nobody mistakes it for a model's work.
+ * CLI can run a whole turn without the internet. Its first reply is a call
+ * of the agent's Write tool, and its reply after the tool result is a final
+ * text. Everything it writes is labelled as stand-in output, so that nobody
+ * mistakes it for a model's work.
  */
 export const STAND_IN_LABEL = '[emdx stand-in model]'
 
-/** The file the stand-in asks the agent to write, relative to the agent's working directory. */
+/** File the stand-in tells the agent to write, relative to the agent's working directory. */
 export const STAND_IN_FILE_NAME = 'STAND-IN.md'
 
 export interface MessagesApiStandInInit {

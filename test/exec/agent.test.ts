@@ -72,7 +72,7 @@ for (const backend of backends) {
       expect(lines.filter(line => line.includes(apiKey.slice(-16)))).toEqual([])
     })
 
-    it('egress proxy refuses an unlisted server', async () => {
+    it('egress proxy rejects an unlisted server', async () => {
       const egress = await testExecutor(backend, {
         logger,
         limits: AGENT_LIMITS,
@@ -94,9 +94,9 @@ for (const backend of backends) {
         expect(result.stdout).toContain('direct-refused')
         expect(otherConnections).toBe(0)
         expect(standIn.requests.length).toBe(requestsBefore + 1)
-        const refusals = lines.filter(line => line.includes('egress refused'))
-        expect(refusals.length).toBeGreaterThanOrEqual(1)
-        expect(refusals.at(-1)).toContain(`127.0.0.1:${(other.address() as AddressInfo).port}`)
+        const rejections = lines.filter(line => line.includes('egress rejected'))
+        expect(rejections.length).toBeGreaterThanOrEqual(1)
+        expect(rejections.at(-1)).toContain(`127.0.0.1:${(other.address() as AddressInfo).port}`)
       } finally {
         await egress.cleanup()
       }

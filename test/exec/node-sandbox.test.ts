@@ -54,7 +54,7 @@ describe('node sandbox status', async () => {
       started.push(entry)
       const status = entry.node.status()
       expect(status.sandbox.backend).toBe('none')
-      expect(status.sandbox.reason).toContain('no Docker daemon answers')
+      expect(status.sandbox.reason).toContain('no Docker daemon responds')
       expect(status.sandbox.reason).toContain('Start the Docker daemon')
       expect(status.share.enabled).toBe(false)
       expect(entry.node.sandbox.executor).toBeUndefined()

@@ -10,11 +10,11 @@ describe('S13 runtime detection, docker backend', async () => {
   }
   const info = await new Docker().info() as { Runtimes?: Record<string, unknown> }
   if (info.Runtimes?.runsc === undefined) {
-    const why = 'the Docker daemon has no runtime named runsc; register one as in .ci/daemon.json'
+    const missingRuntime = 'the Docker daemon has no runtime named runsc; register one as in .ci/daemon.json'
     if (requireSandbox) {
-      it('fake runsc is registered', () => { throw new Error(why) })
+      it('fake runsc is registered', () => { throw new Error(missingRuntime) })
     } else {
-      it.skip(`S13 skipped: ${why}`, () => {})
+      it.skip(`S13 skipped: ${missingRuntime}`, () => {})
     }
     return
   }

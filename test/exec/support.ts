@@ -53,7 +53,7 @@ export async function missingBackend (backend: BackendName): Promise<string | un
   try {
     await docker.ping()
   } catch (err) {
-    return `no Docker daemon answers at ${process.env.DOCKER_HOST ?? 'the default socket'} (${(err as Error).message}); start dockerd and set DOCKER_HOST`
+    return `no Docker daemon responds at ${process.env.DOCKER_HOST ?? 'the default socket'} (${(err as Error).message}); start dockerd and set DOCKER_HOST`
   }
   try {
     await docker.getImage(TEST_IMAGE).inspect()
@@ -77,7 +77,7 @@ export function reportMissing (backend: BackendName, missing: string): void {
   }
 }
 
-/** A logger that keeps every line, for tests that look for secrets in logs. */
+/** Creates a logger that keeps every line, for tests that look for secrets in logs. */
 export function capturingLogger (): { logger: Logger, lines: string[] } {
   const lines: string[] = []
   const destination = new Writable({
@@ -94,10 +94,10 @@ export interface TestExecutor extends CreatedExecutor {
   cleanup: () => Promise<void>
 }
 
-/** An executor of one backend with test limits in a temporary state folder. */
+/** Creates an executor of one backend with test limits in a temporary state folder. */
 export async function testExecutor (backend: BackendName, overrides: Partial<ExecutorSettings> = {}): Promise<TestExecutor> {
   const stateDir = overrides.stateDir ?? await mkdtemp(path.join(os.tmpdir(), `emdx-exec-${backend}-`))
-  // bubblewrap runs as nobody when the tests run as root, and must reach its workspace.
+  // bubblewrap runs as the host user `nobody` when the tests run as root, and must reach its workspace.
   await chmod(stateDir, 0o711)
   const created = await createExecutor({
     nodeId: `test-${path.basename(stateDir).slice(-6)}`,

@@ -58,7 +58,7 @@ export function formatStatus (status: NodeStatus): string {
   ])
 }
 
-/** One line for people: backend, runtime and isolation, then why it is not stronger. */
+/** Formats the sandbox for people: backend, runtime and isolation, then the reason it is not stronger. */
 export function formatSandbox (sandbox: SandboxInfo | undefined): string {
   if (sandbox === undefined) {
     return 'unknown (older node)'

@@ -10,7 +10,7 @@ export interface BwrapArgumentsInit {
   command: string[]
 }
 
-/** The bubblewrap command line: the hardened profile of this backend. */
+/** Builds the bubblewrap command line: the hardened profile of this backend. */
 export function bwrapArguments (init: BwrapArgumentsInit): string[] {
   const args = [
     'bwrap',

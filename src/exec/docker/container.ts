@@ -72,7 +72,7 @@ export class StartedContainer implements PreparedSandbox {
       init.stream.once('close', resolve)
       init.stream.once('error', resolve)
     })
-    // Until a job arrives nothing is printed; a crash is seen through `waited`.
+    // Nothing is printed until a job arrives, and a crash shows through `waited`.
     init.waited.catch(() => {})
   }
 
@@ -118,7 +118,7 @@ export class StartedContainer implements PreparedSandbox {
 
   private async stats (): Promise<CgroupStats> {
     const stats = await readCgroupStats(this.init.cgroup)
-    // A killed container's cgroup is gone and reads as zeros; keep the last real read.
+    // A killed container's cgroup is gone and reads as zeros, so keep the last real read.
     if (stats.cpuSeconds === 0 && this.lastStats !== undefined) {
       return this.lastStats
     }
@@ -153,7 +153,7 @@ export class StartedContainer implements PreparedSandbox {
       await this.kill().catch((err: unknown) => { this.init.logger.warn({ err, container: this.id }, 'cannot kill container') })
       await this.init.container.kill({ signal: 'SIGKILL' }).catch(() => {})
       // The wait ends once PID 1 is gone, and the kernel ends every other
-      // process of the container before that; the stream then has the last output.
+      // process of the container before that. The stream then carries the last output.
       await withTimeout(Promise.all([this.init.waited.catch(() => {}), this.streamEnded]), DRAIN_TIMEOUT_MS)
       this.init.stream.destroy()
       await removeQuietly(this.init.container, this.init.logger)
@@ -178,7 +178,7 @@ function sink (write: (chunk: Buffer) => void): Writable {
   })
 }
 
-/** True for Docker's answers that mean the container is already stopped or removed. */
+/** Returns true for Docker responses that mean the container is already stopped or removed. */
 export function isGone (err: unknown): boolean {
   const status = (err as { statusCode?: number }).statusCode
   return status === 404 || status === 409 || status === 304

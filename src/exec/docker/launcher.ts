@@ -32,8 +32,8 @@ export interface JobScript {
  * the container. The wait keeps the cgroup alive, so CPU time and peak memory
  * are read by the node, not reported by the stage.
  *
- * A stage that prints a forged exit line can only end its own run early:
- * the node kills the container as soon as it sees one.
+ * A stage that prints a forged exit line can only end its own run early,
+ * because the node kills the container as soon as it reads one.
  */
 export function jobScript (command: string[], env: Record<string, string>): JobScript {
   const nonce = randomBytes(12).toString('hex')

@@ -18,11 +18,12 @@ export interface ProfileInit {
 }
 
 /**
- * The hardened container: no network, read-only root, no capabilities,
- * no-new-privileges, Docker's default seccomp profile (applied because none
- * is named), a non-root user, pids, memory (swap equal to memory, so none),
- * CPU, file-size and open-file limits, a bounded /tmp, docker-init as PID 1,
- * no log kept by the daemon, and the job's workspace as its only host path.
+ * Builds the hardened container configuration. It has no network, a
+ * read-only root, no capabilities, no-new-privileges and Docker's default
+ * seccomp profile (applied because none is named). It runs as a non-root
+ * user with pids, memory (swap equal to memory, so none), CPU, file-size and
+ * open-file limits, a bounded /tmp and docker-init as PID 1. The daemon keeps
+ * no log, and the job's workspace is the only host path.
  */
 export function containerProfile (init: ProfileInit): ContainerCreateOptions {
   const { limits } = init

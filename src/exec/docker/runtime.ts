@@ -10,7 +10,7 @@ export type DockerRuntimeSetting = 'auto' | 'runsc' | 'runc'
 export interface DockerRuntime {
   runtime: 'runsc' | 'runc'
   isolation: SandboxIsolation
-  /** Why gVisor is not in use, when it was asked for or listed. */
+  /** Reason gVisor is not in use, when it was requested or listed. */
   reason?: string
 }
 

@@ -8,18 +8,18 @@ import type { Logger } from '../../node/logger.js'
 /** Counters of the egress proxy, for status and tests. */
 export interface EgressStats {
   allowed: number
-  refused: number
+  rejected: number
 }
 
 /**
  * The node's egress proxy for agents: an HTTP proxy on a unix socket that a
  * relay exposes inside each agent sandbox. It forwards CONNECT tunnels (for
  * HTTPS) and plain HTTP requests only to the `host:port` pairs of its
- * allow-list, and answers everything else with 403, counting each refusal.
+ * allow-list. It rejects everything else with 403 and counts each rejection.
  */
 export class EgressProxy {
   readonly socketPath: string
-  readonly stats: EgressStats = { allowed: 0, refused: 0 }
+  readonly stats: EgressStats = { allowed: 0, rejected: 0 }
   private readonly allowed: Set<string>
   private readonly logger: Logger
   private server?: Server
@@ -67,9 +67,9 @@ export class EgressProxy {
     return this.allowed.has(`${bare}:${port}`) || this.allowed.has(`[${bare}]:${port}`)
   }
 
-  private refuse (target: string, kind: string): void {
-    this.stats.refused++
-    this.logger.warn({ target, kind, refused: this.stats.refused }, 'egress refused: not on the allow-list')
+  private reject (target: string, kind: string): void {
+    this.stats.rejected++
+    this.logger.warn({ target, kind, rejected: this.stats.rejected }, 'egress rejected: target not on the allow-list')
   }
 
   private openTunnel (request: IncomingMessage, socket: Duplex, head: Buffer): void {
@@ -78,7 +78,7 @@ export class EgressProxy {
     const host = match?.[1] ?? ''
     const port = Number(match?.[2])
     if (match == null || !this.isAllowed(host, port)) {
-      this.refuse(target, 'connect')
+      this.reject(target, 'connect')
       socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 0\r\n\r\n')
       return
     }
@@ -107,14 +107,14 @@ export class EgressProxy {
     try {
       url = new URL(request.url ?? '')
     } catch {
-      this.refuse(request.url ?? '', 'origin-form request')
+      this.reject(request.url ?? '', 'origin-form request')
       response.writeHead(400).end()
       return
     }
     const port = Number(url.port === '' ? 80 : url.port)
     if (url.protocol !== 'http:' || !this.isAllowed(url.hostname, port)) {
-      this.refuse(`${url.hostname}:${port}`, 'http')
-      response.writeHead(403, { 'content-type': 'text/plain' }).end('egress refused: not on the allow-list\n')
+      this.reject(`${url.hostname}:${port}`, 'http')
+      response.writeHead(403, { 'content-type': 'text/plain' }).end('egress rejected: target not on the allow-list\n')
       return
     }
 

@@ -8,7 +8,7 @@ export const SANDBOX_PROXY_PORT = 3128
 /** Time allowed for the relay to listen inside the sandbox. */
 const RELAY_READY_TIMEOUT_MS = 5000
 
-/** The variables that point an agent at the proxy inside its sandbox. */
+/** Returns the variables that point an agent at the proxy inside its sandbox. */
 export function proxyEnvironment (): Record<string, string> {
   const url = `http://127.0.0.1:${SANDBOX_PROXY_PORT}`
   return { HTTP_PROXY: url, HTTPS_PROXY: url, http_proxy: url, https_proxy: url, NO_PROXY: '', no_proxy: '' }
@@ -69,7 +69,7 @@ async function waitUntilListening (child: ChildProcess, signal?: AbortSignal): P
       child.off('exit', onExit)
       child.off('error', onError)
       signal?.removeEventListener('abort', onAbort)
-      // Keep reading so a chatty relay never blocks on a full pipe.
+      // Keep reading, so that a relay logging more never blocks on a full pipe.
       child.stderr?.resume()
     }
     child.stderr?.on('data', onData)
