@@ -44,16 +44,14 @@ export interface WrapperArgumentsInit {
   limits: StageLimits
   /** Without cgroups, memory and processes are bounded by rlimits instead. */
   rlimitsOnly: boolean
-  /** Host uid to run bubblewrap as (via setpriv); the node's own when undefined. */
-  runAs?: number
   bwrap: string[]
 }
 
 /**
- * Arguments for `/bin/sh`: a wrapper that joins the job's cgroup, sets the
- * rlimits, drops to the sandbox's host user and then becomes bubblewrap, so
- * every process of the stage starts inside the cgroup and under the limits.
- * Positional parameters carry every value, so nothing is parsed as shell code.
+ * Builds the arguments for `/bin/sh`: a wrapper that joins the job's cgroup,
+ * sets the rlimits and then becomes bubblewrap, so every process of the
+ * stage starts inside the cgroup and under the limits. Positional parameters
+ * carry every value, so nothing is parsed as shell code.
  */
 export function wrapperArguments (init: WrapperArgumentsInit): string[] {
   const script = [
@@ -71,9 +69,6 @@ export function wrapperArguments (init: WrapperArgumentsInit): string[] {
   // NOTE: with rlimits only, -v bounds address space, not resident memory,
   // and -u counts every process of the host user, not only this stage's.
   const memoryKiB = init.rlimitsOnly ? String(Math.floor(init.limits.memoryBytes / 1024)) : 'unlimited'
-  const drop = init.runAs === undefined
-    ? []
-    : ['setpriv', `--reuid=${init.runAs}`, `--regid=${init.runAs}`, '--clear-groups', '--']
   return ['-c', script, 'emdx-sandbox', String(init.procsFiles.length), ...init.procsFiles,
-    String(init.limits.openFiles), String(fileBlocks), processes, memoryKiB, ...drop, ...init.bwrap]
+    String(init.limits.openFiles), String(fileBlocks), processes, memoryKiB, ...init.bwrap]
 }

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { chown } from 'node:fs/promises'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
 import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup } from '../cgroup.js'
@@ -71,6 +72,11 @@ export class BwrapDriver implements SandboxBackendDriver {
       if (this.init.cgroups) {
         cgroup = cgroupPathsNamed(this.cgroupParent, request.jobId)
         await createCgroup(cgroup, request.limits)
+        // The wrapper runs as the sandbox's host user and moves itself into
+        // the cgroup, which needs write access to these files only.
+        for (const file of procsFiles(cgroup)) {
+          await chown(file, this.hostOwner.uid, this.hostOwner.gid)
+        }
       }
     } catch (err) {
       await this.init.workspaces.remove(workspace)
@@ -126,11 +132,15 @@ class BwrapSandbox implements PreparedSandbox {
       procsFiles: init.cgroup === undefined ? [] : procsFiles(init.cgroup),
       limits: init.limits,
       rlimitsOnly: init.cgroup === undefined,
-      runAs: init.asRoot ? BWRAP_HOST_UID : undefined,
       bwrap
     })
 
-    const child = spawn('/bin/sh', args, { stdio: ['ignore', 'pipe', 'pipe', egress ? 'pipe' : 'ignore', egress ? 'pipe' : 'ignore'], env: request.env })
+    // NOTE: the stage's variables, an agent's API key among them, are in the
+    // environment of the wrapper and bubblewrap, which other host processes
+    // of the same user (`nobody` when the node is root) may read.
+    const owner = init.asRoot ? { uid: BWRAP_HOST_UID, gid: BWRAP_HOST_UID } : {}
+    const stdio = ['ignore', 'pipe', 'pipe', egress ? 'pipe' : 'ignore', egress ? 'pipe' : 'ignore'] as const
+    const child = spawn('/bin/sh', args, { stdio: [...stdio], env: request.env, ...owner })
     this.child = child
     child.stdout?.on('data', request.onStdout)
     child.stderr?.on('data', request.onStderr)
