@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { agentCommand, parseAgentResult } from '../../src/exec/agent.js'
 import { agentSettings } from '../../src/exec/create.js'
-import { jobScript, shellQuote } from '../../src/exec/docker/launcher.js'
+import { jobScript, shellQuote } from '../../src/exec/launcher.js'
 import { StageSpecError } from '../../src/exec/errors.js'
 import { ImageAllowList, parseImage } from '../../src/exec/images.js'
 import { CappedOutput, LineSplitter } from '../../src/exec/output.js'
@@ -138,8 +138,8 @@ describe('job script', () => {
   })
 
   it('recognises only its own exit line', () => {
-    const job = jobScript(['true'], {})
-    const other = jobScript(['true'], {})
+    const job = jobScript(['true'], {}, true)
+    const other = jobScript(['true'], {}, true)
     const marker = /printf '%s %s\\n' '([^']+)'/.exec(job.input)?.[1] ?? ''
     expect(job.exitCodeOf(`${marker} 3`)).toEqual({ code: 3, before: '' })
     expect(job.exitCodeOf(`partial${marker} 0`)).toEqual({ code: 0, before: 'partial' })
@@ -148,7 +148,7 @@ describe('job script', () => {
   })
 
   it('states its length on the first line', () => {
-    const job = jobScript(['echo', 'é'], { NAME: "va'lue" })
+    const job = jobScript(['echo', 'é'], { NAME: "va'lue" }, true)
     const [length, ...rest] = job.input.split('\n')
     expect(Number(length)).toBe(Buffer.byteLength(rest.join('\n')))
   })

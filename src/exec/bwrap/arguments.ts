@@ -5,8 +5,6 @@ export interface BwrapArgumentsInit {
   rootfs: string
   workspace: string
   limits: StageLimits
-  /** When true, bubblewrap reports the sandbox pid on fd 3 and waits for fd 4 before running the command. */
-  gated: boolean
   command: string[]
 }
 
@@ -31,10 +29,8 @@ export function bwrapArguments (init: BwrapArgumentsInit): string[] {
     '--bind', init.workspace, SANDBOX_WORKSPACE,
     '--chdir', SANDBOX_WORKSPACE
   ]
-  if (init.gated) {
-    args.push('--info-fd', '3', '--block-fd', '4')
-  }
-  args.push('--', ...init.command)
+  // fd 3 receives the host pid of the sandbox's init, for the egress relay.
+  args.push('--info-fd', '3', '--', ...init.command)
   return args
 }
 

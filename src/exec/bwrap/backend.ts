@@ -5,6 +5,7 @@ import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
 import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup } from '../cgroup.js'
 import { bwrapArguments, wrapperArguments } from './arguments.js'
+import { jobScript, LAUNCHER_COMMAND } from '../launcher.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
 import type { LeftoverReport, SandboxInfo, StageLimits } from '../types.js'
@@ -12,7 +13,7 @@ import { jobsOf } from '../workspace.js'
 import type { Workspace, WorkspaceManager } from '../workspace.js'
 import type { Logger } from '../../node/logger.js'
 import type { ChildProcess } from 'node:child_process'
-import type { Readable, Writable } from 'node:stream'
+import type { Readable } from 'node:stream'
 
 /** Host user the sandbox user maps to when the node runs as root: `nobody`. */
 export const BWRAP_HOST_UID = 65534
@@ -27,6 +28,8 @@ export interface BwrapDriverInit {
   proxySocket?: string
   info: SandboxInfo
 }
+
+const HOST_PATH = '/usr/local/bin:/usr/bin:/bin'
 
 /** Time allowed for output pipes to close after bubblewrap exits. */
 const DRAIN_TIMEOUT_MS = 1000
@@ -82,7 +85,14 @@ export class BwrapDriver implements SandboxBackendDriver {
       await this.init.workspaces.remove(workspace)
       throw new SandboxError(`cannot create the cgroup of job ${request.jobId}: ${(err as Error).message}`, { cause: err })
     }
-    return new BwrapSandbox({ driver: this.init, workspace, rootfs, limits: request.limits, cgroup, asRoot: this.asRoot, logger: this.logger.child({ job: request.jobId }) })
+    const sandbox = new BwrapSandbox({ driver: this.init, workspace, rootfs, limits: request.limits, cgroup, asRoot: this.asRoot, logger: this.logger.child({ job: request.jobId }) })
+    try {
+      await sandbox.start()
+    } catch (err) {
+      await sandbox.discard()
+      throw err
+    }
+    return sandbox
   }
 
   async removeLeftovers (): Promise<LeftoverReport> {
@@ -111,11 +121,19 @@ interface BwrapSandboxInit {
   logger: Logger
 }
 
+/**
+ * A started bubblewrap sandbox whose launcher waits on stdin for its one
+ * job, as a Docker container does. Its mounts, namespaces and cgroup exist
+ * before the job arrives, so a warm one runs a stage with one pipe write.
+ */
 class BwrapSandbox implements PreparedSandbox {
   readonly workspace: Workspace
   private readonly init: BwrapSandboxInit
   private child?: ChildProcess
+  private exited?: Promise<number | null>
+  private sandboxPid = 0
   private stopRelay?: () => void
+  private launched = false
   private discarded?: Promise<void>
   private lastStats?: CgroupStats
 
@@ -124,59 +142,48 @@ class BwrapSandbox implements PreparedSandbox {
     this.workspace = init.workspace
   }
 
-  async launch (request: LaunchRequest): Promise<LaunchedSandbox> {
+  /** Starts bubblewrap and resolves once the sandbox exists, with the pid of its init process. */
+  async start (): Promise<void> {
     const { init } = this
-    const egress = request.egress && init.driver.proxySocket !== undefined
-    const bwrap = bwrapArguments({ rootfs: init.rootfs, workspace: init.workspace.path, limits: init.limits, gated: egress, command: request.command })
+    const bwrap = bwrapArguments({ rootfs: init.rootfs, workspace: init.workspace.path, limits: init.limits, command: LAUNCHER_COMMAND })
     const args = wrapperArguments({
       procsFiles: init.cgroup === undefined ? [] : procsFiles(init.cgroup),
       limits: init.limits,
       rlimitsOnly: init.cgroup === undefined,
       bwrap
     })
-
-    // NOTE: the stage's variables, an agent's API key among them, are in the
-    // environment of the wrapper and bubblewrap, which other host processes
-    // of the same user (`nobody` when the node is root) may read.
     const owner = init.asRoot ? { uid: BWRAP_HOST_UID, gid: BWRAP_HOST_UID } : {}
-    const stdio = ['ignore', 'pipe', 'pipe', egress ? 'pipe' : 'ignore', egress ? 'pipe' : 'ignore'] as const
-    const child = spawn('/bin/sh', args, { stdio: [...stdio], env: request.env, ...owner })
+    // Only PATH, to find bubblewrap: the job's variables arrive on stdin.
+    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], env: { PATH: HOST_PATH }, ...owner })
     this.child = child
+    this.exited = exitCodeOf(child)
+    this.exited.catch(() => {})
+    // Node makes the extra stdio pipe a socket; bubblewrap closing its end
+    // resets it, which is expected once the sandbox ends.
+    child.stdio[3]?.on('error', () => {})
+    child.stdin?.on('error', () => {})
+    this.sandboxPid = await readSandboxPid(child)
+  }
+
+  async launch (request: LaunchRequest): Promise<LaunchedSandbox> {
+    const { child, exited } = this
+    if (child === undefined || exited === undefined || this.launched) {
+      throw new SandboxError(`sandbox ${this.workspace.jobId} is not ready or already ran a job; sandboxes are never reused`)
+    }
+    this.launched = true
     child.stdout?.on('data', request.onStdout)
     child.stderr?.on('data', request.onStderr)
-    const exited = exitCodeOf(child)
 
-    if (egress) {
-      await this.openEgress(child, init.driver.proxySocket as string)
+    if (request.egress && this.init.driver.proxySocket !== undefined) {
+      const relay = await startRelay(this.sandboxPid, this.init.driver.proxySocket)
+      this.stopRelay = relay.stop
     }
+    child.stdin?.end(jobScript(request.command, request.env, false).input)
     return {
       exited,
       kill: async () => { await this.kill() },
       stats: async () => await this.stats()
     }
-  }
-
-  /** Starts the relay in the sandbox's network namespace, then lets bubblewrap run the command. */
-  private async openEgress (child: ChildProcess, proxySocket: string): Promise<void> {
-    // Node makes these extra stdio pipes sockets; bubblewrap closing its end
-    // resets them, which is expected once the sandbox ends.
-    child.stdio[3]?.on('error', () => {})
-    child.stdio[4]?.on('error', () => {})
-    const info = child.stdio[3] as Readable
-    let text = ''
-    for await (const chunk of info) {
-      text += (chunk as Buffer).toString('utf8')
-      if (text.includes('}')) {
-        break
-      }
-    }
-    const pid = (JSON.parse(text) as { 'child-pid'?: number })['child-pid']
-    if (typeof pid !== 'number') {
-      throw new SandboxError(`bubblewrap reported no sandbox pid: ${text.slice(0, 200)}`)
-    }
-    const relay = await startRelay(pid, proxySocket)
-    this.stopRelay = relay.stop
-    ;(child.stdio[4] as Writable).end('go')
   }
 
   private async stats (): Promise<CgroupStats> {
@@ -202,15 +209,47 @@ class BwrapSandbox implements PreparedSandbox {
     this.discarded ??= (async () => {
       this.stopRelay?.()
       await this.kill()
-      if (this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null) {
-        await once(this.child, 'exit')
-      }
+      await this.exited?.catch(() => {})
       if (this.init.cgroup !== undefined) {
         await removeCgroup(this.init.cgroup)
       }
       await this.init.driver.workspaces.remove(this.workspace)
     })()
     await this.discarded
+  }
+}
+
+/**
+ * Reads `{"child-pid": N}` from bubblewrap's info pipe: the host pid of the
+ * sandbox's init process, whose network namespace the egress relay enters.
+ */
+async function readSandboxPid (child: ChildProcess): Promise<number> {
+  let text = ''
+  let stderr = ''
+  const onStderr = (chunk: Buffer): void => { stderr += chunk.toString('utf8') }
+  child.stderr?.on('data', onStderr)
+  try {
+    for await (const chunk of child.stdio[3] as Readable) {
+      text += (chunk as Buffer).toString('utf8')
+      if (text.includes('}')) {
+        break
+      }
+    }
+  } finally {
+    child.stderr?.off('data', onStderr)
+  }
+  const pid = parseJson(text)?.['child-pid']
+  if (typeof pid !== 'number') {
+    throw new SandboxError(`bubblewrap did not start the sandbox: ${stderr.trim().slice(0, 500) || 'no error output'}`)
+  }
+  return pid
+}
+
+function parseJson (text: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(text) as Record<string, unknown>
+  } catch {
+    return undefined
   }
 }
 

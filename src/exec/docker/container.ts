@@ -3,7 +3,7 @@ import { cgroupPathsOfProcess, killCgroupProcesses, readCgroupStats } from '../c
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
 import { LineSplitter } from '../output.js'
-import { jobScript } from './launcher.js'
+import { jobScript } from '../launcher.js'
 import { containerProfile } from './profile.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox } from '../sandbox.js'
@@ -82,7 +82,7 @@ export class StartedContainer implements PreparedSandbox {
     }
     this.launched = true
     const { init } = this
-    const job = jobScript(request.command, request.env)
+    const job = jobScript(request.command, request.env, true)
 
     let resolveExit: (code: number | null) => void = () => {}
     const exited = new Promise<number | null>(resolve => { resolveExit = resolve })

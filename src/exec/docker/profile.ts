@@ -1,5 +1,5 @@
 import { SANDBOX_GID, SANDBOX_UID, SANDBOX_WORKSPACE } from '../spec.js'
-import { LAUNCHER_COMMAND } from './launcher.js'
+import { LAUNCHER_COMMAND } from '../launcher.js'
 import type { StageLimits } from '../types.js'
 import type { ContainerCreateOptions } from 'dockerode'
 

@@ -1,12 +1,13 @@
 import { randomBytes } from 'node:crypto'
-import { SANDBOX_WORKSPACE } from '../spec.js'
+import { SANDBOX_WORKSPACE } from './spec.js'
 
 /**
- * The command every stage container starts with. It waits on stdin for the
- * job: a byte count on one line, then a shell script of that many bytes.
- * Because the job arrives after the start, a container can be started ahead
- * of time (the warm pool), and the job's variables, the model API key among
- * them, never appear in the container's configuration or `docker inspect`.
+ * The command every sandbox starts with. It waits on stdin for the job: a
+ * byte count on one line, then a shell script of that many bytes. Because
+ * the job arrives after the start, a sandbox can be started ahead of time
+ * (the warm pool), and the job's variables, the model API key among them,
+ * never appear in a container's configuration, `docker inspect` or the
+ * environment of a host process.
  */
 export const LAUNCHER_COMMAND = ['/bin/sh', '-c', 'IFS= read -r length || exit 125\nscript=$(head -c "$length") || exit 125\neval "$script"']
 
@@ -26,28 +27,34 @@ export interface JobScript {
 }
 
 /**
- * Builds the job script: export the variables, enter the workspace, run the
- * command with stdin closed, print an exit line with a random nonce on
- * stderr, then wait until the node has read the cgroup's counters and kills
- * the container. The wait keeps the cgroup alive, so CPU time and peak memory
- * are read by the node, not reported by the stage.
+ * Builds the job script: export the variables, enter the workspace and run
+ * the command with stdin closed. With `holdAfterExit` (Docker), it then
+ * prints an exit line with a random nonce on stderr and waits until the node
+ * has read the cgroup's counters and kills the container: the container's
+ * cgroup disappears when it exits, and the wait keeps it, so CPU time and
+ * peak memory are read by the node, not reported by the stage. Without it
+ * (bubblewrap, whose cgroup the node owns), the script exits with the
+ * command's status.
  *
  * A stage that prints a forged exit line can only end its own run early,
  * because the node kills the container as soon as it reads one.
  */
-export function jobScript (command: string[], env: Record<string, string>): JobScript {
+export function jobScript (command: string[], env: Record<string, string>, holdAfterExit: boolean): JobScript {
   const nonce = randomBytes(12).toString('hex')
   const marker = `${EXIT_MARKER}${nonce}`
   const exports = Object.entries(env).map(([name, value]) => `export ${name}=${shellQuote(value)}`)
-  const script = [
-    ...exports,
-    'mkdir -p "$HOME" 2>/dev/null',
-    `cd ${SANDBOX_WORKSPACE} || exit 125`,
-    `${command.map(shellQuote).join(' ')} </dev/null`,
+  const run = `${command.map(shellQuote).join(' ')} </dev/null`
+  const hold = [
     'status=$?',
     `printf '%s %s\\n' ${shellQuote(marker)} "$status" >&2`,
     'read -r _',
     'exit "$status"'
+  ]
+  const script = [
+    ...exports,
+    'mkdir -p "$HOME" 2>/dev/null',
+    `cd ${SANDBOX_WORKSPACE} || exit 125`,
+    ...(holdAfterExit ? [run, ...hold] : [`exec ${run}`])
   ].join('\n')
 
   return {
