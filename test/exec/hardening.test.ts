@@ -1,6 +1,15 @@
+import { chmod, mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
 import Docker from 'dockerode'
+import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { missingBackend, reportMissing, TEST_LIMITS, testExecutor } from './support.js'
+import { BwrapDriver } from '../../src/exec/bwrap/backend.js'
+import { agentSettings } from '../../src/exec/create.js'
+import { SandboxExecutor } from '../../src/exec/executor.js'
+import { ImageAllowList } from '../../src/exec/images.js'
+import { WorkspaceManager } from '../../src/exec/workspace.js'
+import { missingBackend, reportMissing, TEST_IMAGE, TEST_LIMITS, TEST_ROOTFS, testExecutor } from './support.js'
 import type { BackendName, TestExecutor } from './support.js'
 
 const backends: BackendName[] = ['docker', 'bwrap']
@@ -108,3 +117,36 @@ for (const backend of backends) {
     }
   })
 }
+
+describe('bwrap backend without cgroups', async () => {
+  const missing = await missingBackend('bwrap')
+  if (missing !== undefined) {
+    reportMissing('bwrap', missing)
+    return
+  }
+
+  it('falls back to rlimits', async () => {
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'emdx-rlimits-'))
+    await chmod(stateDir, 0o711)
+    const logger = pino({ level: 'silent' })
+    const info = { backend: 'bwrap' as const, runtime: 'bwrap' as const, isolation: 'namespaces' as const }
+    const executor = new SandboxExecutor({
+      driver: new BwrapDriver({ nodeId: 'rlimits', workspaces: new WorkspaceManager(path.join(stateDir, 'workspaces'), logger), logger, cgroups: false, info }),
+      images: new ImageAllowList([{ name: TEST_IMAGE, rootfs: TEST_ROOTFS }]),
+      logger,
+      limits: TEST_LIMITS,
+      agent: agentSettings()
+    })
+    try {
+      const result = await executor.run({ jobId: 'rlimits', command: ['cat', '/proc/self/limits'] })
+      expect(result.outcome).toBe('succeeded')
+      expect(result.stdout).toMatch(new RegExp(`Max processes\\s+${TEST_LIMITS.pids}\\s+${TEST_LIMITS.pids}`))
+      expect(result.stdout).toMatch(new RegExp(`Max address space\\s+${TEST_LIMITS.memoryBytes}\\s+${TEST_LIMITS.memoryBytes}`))
+      const bomb = await executor.run({ jobId: 'rlimits-memory', command: ['dd', 'if=/dev/zero', 'of=/dev/null', 'bs=1G', 'count=1'] })
+      expect(bomb.outcome).toBe('failed')
+    } finally {
+      await executor.close()
+      await rm(stateDir, { recursive: true, force: true })
+    }
+  })
+})

@@ -44,27 +44,25 @@ export interface WrapperArgumentsInit {
 }
 
 /**
- * Builds the arguments for `/bin/sh`: a wrapper that joins the job's cgroup,
- * sets the rlimits and then becomes bubblewrap, so every process of the
- * stage starts inside the cgroup and under the limits. Positional parameters
- * carry every value, so nothing is parsed as shell code.
+ * Builds the arguments for `/bin/sh`: a wrapper that joins the job's cgroup
+ * and then becomes `prlimit`, which sets the rlimits and becomes bubblewrap,
+ * so every process of the stage starts inside the cgroup and under the
+ * limits. Positional parameters carry every value, so nothing is parsed as
+ * shell code.
  */
 export function wrapperArguments (init: WrapperArgumentsInit): string[] {
   const script = [
     'n=$1; shift',
     'while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 126; shift; n=$((n-1)); done',
-    // dash counts -f in 512-byte blocks.
-    'ulimit -n "$1" && ulimit -f "$2" || exit 126',
-    'if [ "$3" != unlimited ]; then ulimit -u "$3" && ulimit -v "$4" || exit 126; fi',
-    'shift 4',
     'exec "$@"'
   ].join('\n')
 
-  const fileBlocks = Math.max(1, Math.floor(init.limits.fileSizeBytes / 512))
-  const processes = init.rlimitsOnly ? String(init.limits.pids) : 'unlimited'
-  // NOTE: with rlimits only, -v bounds address space, not resident memory,
-  // and -u counts every process of the host user, not only this stage's.
-  const memoryKiB = init.rlimitsOnly ? String(Math.floor(init.limits.memoryBytes / 1024)) : 'unlimited'
-  return ['-c', script, 'emdx-sandbox', String(init.procsFiles.length), ...init.procsFiles,
-    String(init.limits.openFiles), String(fileBlocks), processes, memoryKiB, ...init.bwrap]
+  const limit = (name: string, value: number): string => `--${name}=${value}:${value}`
+  const rlimits = [limit('nofile', init.limits.openFiles), limit('fsize', init.limits.fileSizeBytes)]
+  if (init.rlimitsOnly) {
+    // NOTE: with rlimits only, the address space limit is not a bound on
+    // resident memory, and nproc counts every process of the host user.
+    rlimits.push(limit('nproc', init.limits.pids), limit('as', init.limits.memoryBytes))
+  }
+  return ['-c', script, 'emdx-sandbox', String(init.procsFiles.length), ...init.procsFiles, 'prlimit', ...rlimits, '--', ...init.bwrap]
 }
