@@ -194,6 +194,14 @@ export async function removeCgroup (paths: CgroupPaths): Promise<number> {
   return killed
 }
 
+/** Removes the empty folders of `parent` in every controller; folders still in use stay. */
+export async function removeEmptyCgroupParent (parent: string): Promise<void> {
+  const paths = cgroupPathsNamed(parent, '')
+  for (const folder of folders(paths)) {
+    await rmdir(folder).catch(() => {})
+  }
+}
+
 /** Names of the cgroups below `parent` that the node created (for crash leftovers). */
 export async function childCgroups (parent: string): Promise<string[]> {
   const base = cgroupVersion() === 2 ? path.join(CGROUP_ROOT, parent) : path.join(CGROUP_ROOT, 'memory', parent)

@@ -4,7 +4,7 @@ import { promisify } from 'node:util'
 import Docker from 'dockerode'
 import { DEFAULT_AGENT_COMMAND, DEFAULT_AGENT_MODEL, DEFAULT_AGENT_TOOLS } from './agent.js'
 import { BwrapDriver } from './bwrap/backend.js'
-import { cgroupPathsNamed, createCgroup, removeCgroup } from './cgroup.js'
+import { cgroupPathsNamed, createCgroup, removeCgroup, removeEmptyCgroupParent } from './cgroup.js'
 import { DockerDriver } from './docker/backend.js'
 import { detectDockerRuntime } from './docker/runtime.js'
 import { EgressProxy } from './egress/proxy.js'
@@ -211,5 +211,7 @@ async function canWriteCgroups (nodeId: string): Promise<boolean> {
   } catch {
     await removeCgroup(probe).catch(() => {})
     return false
+  } finally {
+    await removeEmptyCgroupParent(`emdx-node/${nodeId}`)
   }
 }

@@ -116,7 +116,7 @@ export class EmdxNode {
 
       // Also removes the containers and workspaces a killed run left behind.
       const sandbox = await startSandbox(config, libp2p.peerId.toString(), init.logger)
-      stopSteps.push(async () => { await sandbox.executor?.close() })
+      stopSteps.push(async () => { await sandbox.stop() })
 
       let node: EmdxNode | undefined
       const api = await startApiServer({

@@ -1,3 +1,4 @@
+import { rmdir } from 'node:fs/promises'
 import path from 'node:path'
 import { createExecutor } from '../exec/create.js'
 import type { SandboxExecutor } from '../exec/executor.js'
@@ -9,6 +10,8 @@ import type { Logger } from './logger.js'
 export interface NodeSandbox {
   executor?: SandboxExecutor
   info: SandboxInfo
+  /** Cancels running stages, removes the sandboxes and the executor's empty folders. */
+  stop: () => Promise<void>
 }
 
 /**
@@ -29,15 +32,17 @@ export function executorStateDir (config: NodeConfig, nodeId: string): string {
  * or finds no usable sandbox, gets none and a reason; it still starts.
  */
 export async function startSandbox (config: NodeConfig, nodeId: string, logger: Logger): Promise<NodeSandbox> {
+  const stop = async (): Promise<void> => {}
   if (!config.share) {
-    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason: 'sharing is off (--no-share)' } }
+    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason: 'sharing is off (--no-share)' }, stop }
   }
 
   const apiKey = process.env[config.agentApiKeyEnv]
+  const stateDir = executorStateDir(config, nodeId)
   try {
-    return await createExecutor({
+    const created = await createExecutor({
       nodeId,
-      stateDir: executorStateDir(config, nodeId),
+      stateDir,
       runtime: config.runtime,
       requireRuntime: config.requireRuntime,
       images: config.images,
@@ -46,9 +51,17 @@ export async function startSandbox (config: NodeConfig, nodeId: string, logger: 
       limits: { cpus: config.shareCpu, memoryBytes: config.shareMem },
       logger
     })
+    return { ...created, stop: async () => { await stopExecutor(created.executor, stateDir) } }
   } catch (err) {
     const reason = `the sandbox could not be set up: ${(err as Error).message}`
     logger.warn({ err, component: 'exec' }, 'no usable sandbox: this node shares nothing')
-    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason } }
+    return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason }, stop }
   }
+}
+
+/** Closes the executor, then removes its folders when they are empty; anything left in them stays. */
+async function stopExecutor (executor: SandboxExecutor | undefined, stateDir: string): Promise<void> {
+  await executor?.close()
+  await rmdir(path.join(stateDir, 'workspaces')).catch(() => {})
+  await rmdir(stateDir).catch(() => {})
 }

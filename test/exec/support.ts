@@ -111,6 +111,9 @@ export async function testExecutor (backend: BackendName, overrides: Partial<Exe
     ...overrides
   })
   if (created.executor === undefined) {
+    if (overrides.stateDir === undefined) {
+      await rm(stateDir, { recursive: true, force: true })
+    }
     throw new Error(`no ${backend} executor: ${created.info.reason ?? 'unknown reason'}`)
   }
   return {

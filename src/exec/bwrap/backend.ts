@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { chown } from 'node:fs/promises'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
-import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup } from '../cgroup.js'
+import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup, removeEmptyCgroupParent } from '../cgroup.js'
 import { bwrapArguments, wrapperArguments } from './arguments.js'
 import { jobScript, LAUNCHER_COMMAND } from '../launcher.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
@@ -108,7 +108,9 @@ export class BwrapDriver implements SandboxBackendDriver {
     return { containers: 0, workspaces: removed.length, processes, jobs }
   }
 
-  async close (): Promise<void> {}
+  async close (): Promise<void> {
+    await removeEmptyCgroupParent(this.cgroupParent)
+  }
 }
 
 interface BwrapSandboxInit {
