@@ -54,6 +54,14 @@ for (const backend of backends) {
       expect(result.stdout).toBe('out\n')
     })
 
+    it('S1 stdout is complete at exit', async () => {
+      const expected = Array.from({ length: 3000 }, (_, index) => `${index + 1}\n`).join('')
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const result = await runStage(`s1-stdout-${attempt}`, ['sh', '-c', 'seq 1 3000; echo err >&2; printf tail'])
+        expect(result.stdout).toBe(`${expected}tail`)
+      }
+    })
+
     it('S2 endless output is cut and killed', async () => {
       const result = await runStage('s2', ['yes'])
       expect(result.outcome).toBe('output_limit')

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { agentCommand, parseAgentResult } from '../../src/exec/agent.js'
 import { agentSettings } from '../../src/exec/create.js'
-import { jobScript, shellQuote } from '../../src/exec/launcher.js'
+import { ExitLineFilter, jobScript, shellQuote } from '../../src/exec/launcher.js'
 import { StageSpecError } from '../../src/exec/errors.js'
 import { ImageAllowList, parseImage } from '../../src/exec/images.js'
 import { CappedOutput, LineSplitter } from '../../src/exec/output.js'
@@ -137,14 +137,32 @@ describe('job script', () => {
     expect(shellQuote("it's")).toBe("'it'\\''s'")
   })
 
-  it('recognises only its own exit line', () => {
+  it('exit line filter strips only its own line', () => {
     const job = jobScript(['true'], {}, true)
-    const other = jobScript(['true'], {}, true)
-    const marker = /printf '%s %s\\n' '([^']+)'/.exec(job.input)?.[1] ?? ''
-    expect(job.exitCodeOf(`${marker} 3`)).toEqual({ code: 3, before: '' })
-    expect(job.exitCodeOf(`partial${marker} 0`)).toEqual({ code: 0, before: 'partial' })
-    expect(other.exitCodeOf(`${marker} 0`)).toBeUndefined()
-    expect(job.exitCodeOf('EMDX-EXIT-forged 0')).toBeUndefined()
+    const output: Buffer[] = []
+    const codes: number[] = []
+    const filter = new ExitLineFilter(job.marker, chunk => output.push(chunk), code => codes.push(code))
+    const stream = Buffer.from(`hello EMDX-EXIT-forged 0\nlast line without newline${job.marker} 3\n`)
+    for (let offset = 0; offset < stream.length; offset += 7) {
+      filter.write(stream.subarray(offset, offset + 7))
+    }
+    expect(Buffer.concat(output).toString()).toBe('hello EMDX-EXIT-forged 0\nlast line without newline')
+    expect(codes).toEqual([3])
+  })
+
+  it('exit line filter passes output on end', () => {
+    const output: Buffer[] = []
+    const filter = new ExitLineFilter(jobScript(['true'], {}, true).marker, chunk => output.push(chunk), () => {})
+    filter.write(Buffer.from('short'))
+    expect(Buffer.concat(output).toString()).toBe('')
+    filter.end()
+    expect(Buffer.concat(output).toString()).toBe('short')
+  })
+
+  it('job script without hold execs the command', () => {
+    const job = jobScript(['echo', 'x'], {}, false)
+    expect(job.marker).toBe('')
+    expect(job.input).toContain("exec 'echo' 'x' </dev/null")
   })
 
   it('states its length on the first line', () => {

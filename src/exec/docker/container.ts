@@ -2,8 +2,7 @@ import { Writable } from 'node:stream'
 import { cgroupPathsOfProcess, killCgroupProcesses, readCgroupStats } from '../cgroup.js'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
-import { LineSplitter } from '../output.js'
-import { jobScript } from '../launcher.js'
+import { ExitLineFilter, jobScript } from '../launcher.js'
 import { containerProfile } from './profile.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox } from '../sandbox.js'
@@ -86,18 +85,9 @@ export class StartedContainer implements PreparedSandbox {
 
     let resolveExit: (code: number | null) => void = () => {}
     const exited = new Promise<number | null>(resolve => { resolveExit = resolve })
-    const stderrLines = new LineSplitter(line => {
-      const exit = job.exitCodeOf(line)
-      if (exit === undefined) {
-        request.onStderr(Buffer.from(`${line}\n`))
-        return
-      }
-      if (exit.before !== '') {
-        request.onStderr(Buffer.from(exit.before))
-      }
-      resolveExit(exit.code)
-    })
-    init.docker.modem.demuxStream(init.stream, sink(request.onStdout), sink(chunk => { stderrLines.write(chunk) }))
+    const stdout = new ExitLineFilter(job.marker, request.onStdout, code => { resolveExit(code) })
+    init.docker.modem.demuxStream(init.stream, sink(chunk => { stdout.write(chunk) }), sink(request.onStderr))
+    init.stream.once('end', () => { stdout.end() })
     init.waited.then(() => { resolveExit(null) }, () => { resolveExit(null) })
 
     if (request.egress) {
