@@ -5,9 +5,9 @@ import { SANDBOX_WORKSPACE } from './spec.js'
  * The command every sandbox starts with. It waits on stdin for the job: a
  * byte count on one line, then a shell script of that many bytes. Because
  * the job arrives after the start, a sandbox can be started ahead of time
- * (the warm pool), and the job's variables, the model API key among them,
- * never appear in a container's configuration, `docker inspect` or the
- * environment of a host process.
+ * (the warm pool). The job's variables, the model API key among them, never
+ * appear in a container's configuration, `docker inspect` or the environment
+ * of a host process.
  */
 export const LAUNCHER_COMMAND = ['/bin/sh', '-c', 'IFS= read -r length || exit 125\nscript=$(head -c "$length") || exit 125\neval "$script"']
 
@@ -61,7 +61,7 @@ export function jobScript (command: string[], env: Record<string, string>, holdA
   return { input: `${Buffer.byteLength(script)}\n${script}`, marker }
 }
 
-/** Longest exit line after the marker: a space, up to 3 digits and a newline. */
+/** Maximum length of the exit line after the marker: a space, up to 3 digits and a newline. */
 const MAX_EXIT_SUFFIX_BYTES = 6
 
 /**
