@@ -27,6 +27,12 @@ async function buildWhenStale (): Promise<void> {
   }
 }
 
+async function waitFor (condition: () => Promise<boolean>): Promise<void> {
+  for (let attempt = 0; attempt < 50 && !await condition(); attempt++) {
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
 /** Starts the fixture node, waits until its stages run, and kills it with SIGKILL. */
 async function killNodeMidStage (backend: BackendName, stateDir: string, nodeId: string): Promise<void> {
   const fixture = path.join(repoRoot, 'test/exec/fixtures/orphan-node.mjs')
@@ -69,7 +75,13 @@ for (const backend of backends) {
       const workspaces = path.join(stateDir, 'workspaces')
       expect((await readdir(workspaces)).length).toBeGreaterThanOrEqual(2)
       if (backend === 'docker') {
+        // NOTE: containers outlive the node until it restarts; nothing
+        // enforces their deadline in between.
         expect(await containersWithLabel(`emdx.node=${nodeId}`)).toBeGreaterThanOrEqual(2)
+      } else {
+        // --die-with-parent: bubblewrap dies with the node, and its sandboxes with it.
+        await waitFor(async () => await processesMatching('sleep 777') === 0)
+        expect(await processesMatching('sleep 777')).toBe(0)
       }
 
       const restarted = await testExecutor(backend, { nodeId, stateDir, warmPoolSize: 0 })
