@@ -1,6 +1,6 @@
 import { SandboxError } from '../errors.js'
 import { SANDBOX_GID, SANDBOX_UID } from '../spec.js'
-import { removeQuietly, startContainer } from './container.js'
+import { dockerCallSignal, removeQuietly, startContainer } from './container.js'
 import { LABEL_JOB, LABEL_NODE } from './profile.js'
 import { jobsOf } from '../workspace.js'
 import type { SandboxImage } from '../images.js'
@@ -36,10 +36,10 @@ export class DockerDriver implements SandboxBackendDriver {
   }
 
   async prepare (request: PrepareRequest): Promise<PreparedSandbox> {
-    return await this.startContainer(request.jobId, request.image, request.limits)
+    return await this.startContainer(request.jobId, request.image, request.limits, request.signal)
   }
 
-  private async startContainer (jobId: string, image: SandboxImage, limits: StageLimits): Promise<StartedContainer> {
+  private async startContainer (jobId: string, image: SandboxImage, limits: StageLimits, signal?: AbortSignal): Promise<StartedContainer> {
     const { init } = this
     // Without user namespace remapping, the container's uid is the host's.
     const workspace = await init.workspaces.create(jobId, limits.workspaceBytes, { uid: SANDBOX_UID, gid: SANDBOX_GID })
@@ -50,7 +50,8 @@ export class DockerDriver implements SandboxBackendDriver {
         workspace,
         workspaces: init.workspaces,
         proxySocket: init.proxySocket,
-        logger: init.logger.child({ job: jobId })
+        logger: init.logger.child({ job: jobId }),
+        signal
       })
     } catch (err) {
       await init.workspaces.remove(workspace)
@@ -58,9 +59,9 @@ export class DockerDriver implements SandboxBackendDriver {
     }
   }
 
-  async removeLeftovers (): Promise<LeftoverReport> {
+  async removeLeftovers (signal?: AbortSignal): Promise<LeftoverReport> {
     const { docker, nodeId, logger } = this.init
-    const containers = await docker.listContainers({ all: true, filters: { label: [`${LABEL_NODE}=${nodeId}`] } })
+    const containers = await docker.listContainers({ all: true, filters: { label: [`${LABEL_NODE}=${nodeId}`] }, abortSignal: dockerCallSignal(signal) })
     for (const info of containers) {
       await removeQuietly(docker.getContainer(info.Id), logger)
     }

@@ -15,6 +15,15 @@ import type { Duplex } from 'node:stream'
 /** Time allowed for the attach stream to deliver the last output after the container is killed. */
 const DRAIN_TIMEOUT_MS = 2000
 
+/** Time allowed for one call to the Docker daemon (create, start, kill, remove). */
+export const DOCKER_CALL_TIMEOUT_MS = 30_000
+
+/** An abort signal for one daemon call: the caller's, and the call's own timeout. */
+export function dockerCallSignal (signal?: AbortSignal): AbortSignal {
+  const timeout = AbortSignal.timeout(DOCKER_CALL_TIMEOUT_MS)
+  return signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+}
+
 export interface StartContainerInit {
   docker: Docker
   profile: ProfileInit
@@ -22,6 +31,7 @@ export interface StartContainerInit {
   workspaces: WorkspaceManager
   proxySocket?: string
   logger: Logger
+  signal?: AbortSignal
 }
 
 /**
@@ -29,12 +39,12 @@ export interface StartContainerInit {
  * its job on stdin. Used for a cold start and to fill the warm pool.
  */
 export async function startContainer (init: StartContainerInit): Promise<StartedContainer> {
-  const container = await init.docker.createContainer(containerProfile(init.profile))
+  const container = await init.docker.createContainer({ ...containerProfile(init.profile), abortSignal: dockerCallSignal(init.signal) })
   try {
-    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true }) as Duplex
-    await container.start()
+    const stream = await container.attach({ stream: true, stdin: true, stdout: true, stderr: true, hijack: true, abortSignal: dockerCallSignal(init.signal) }) as Duplex
+    await container.start({ abortSignal: dockerCallSignal(init.signal) })
     const waited = container.wait({ condition: 'next-exit' }) as Promise<{ StatusCode: number }>
-    const details = await container.inspect()
+    const details = await container.inspect({ abortSignal: dockerCallSignal(init.signal) })
     const cgroup = await cgroupPathsOfProcess(details.State.Pid)
     return new StartedContainer({ ...init, container, stream, waited, pid: details.State.Pid, cgroup })
   } catch (err) {
@@ -129,7 +139,7 @@ export class StartedContainer implements PreparedSandbox {
       return
     }
     try {
-      await this.init.container.kill({ signal: 'SIGKILL' })
+      await this.init.container.kill({ signal: 'SIGKILL', abortSignal: dockerCallSignal() })
     } catch (err) {
       if (!isGone(err)) {
         throw err
@@ -141,7 +151,7 @@ export class StartedContainer implements PreparedSandbox {
     this.discarded ??= (async () => {
       this.stopRelay?.()
       await this.kill().catch((err: unknown) => { this.init.logger.warn({ err, container: this.id }, 'cannot kill container') })
-      await this.init.container.kill({ signal: 'SIGKILL' }).catch(() => {})
+      await this.init.container.kill({ signal: 'SIGKILL', abortSignal: dockerCallSignal() }).catch(() => {})
       // The wait ends once PID 1 is gone, and the kernel ends every other
       // process of the container before that. The stream then carries the last output.
       await withTimeout(Promise.all([this.init.waited.catch(() => {}), this.streamEnded]), DRAIN_TIMEOUT_MS)
@@ -177,7 +187,7 @@ export function isGone (err: unknown): boolean {
 /** Removes a container, treating "already removed" (AutoRemove got there first) as done. */
 export async function removeQuietly (container: Docker.Container, logger?: Logger): Promise<void> {
   try {
-    await container.remove({ force: true, v: true })
+    await container.remove({ force: true, v: true, abortSignal: dockerCallSignal() })
   } catch (err) {
     if (!isGone(err)) {
       logger?.warn({ err, container: container.id }, 'cannot remove container')

@@ -60,7 +60,8 @@ async function smokeTest (docker: Docker, image: string): Promise<SmokeEvidence>
     User: '1000:1000',
     NetworkDisabled: true,
     Labels: { 'emdx.smoke': 'runsc' },
-    HostConfig: { Runtime: 'runsc', NetworkMode: 'none', CapDrop: ['ALL'], ReadonlyRootfs: true }
+    HostConfig: { Runtime: 'runsc', NetworkMode: 'none', CapDrop: ['ALL'], ReadonlyRootfs: true },
+    abortSignal: AbortSignal.timeout(SMOKE_TIMEOUT_MS)
   })
   try {
     const stream = await container.attach({ stream: true, stdout: true, stderr: true })
@@ -69,7 +70,7 @@ async function smokeTest (docker: Docker, image: string): Promise<SmokeEvidence>
     output.on('data', (chunk: Buffer) => { text += chunk.toString('utf8') })
     docker.modem.demuxStream(stream, output, output)
     const waited = container.wait({ condition: 'next-exit', abortSignal: AbortSignal.timeout(SMOKE_TIMEOUT_MS) })
-    await container.start()
+    await container.start({ abortSignal: AbortSignal.timeout(SMOKE_TIMEOUT_MS) })
     await waited
     await new Promise(resolve => setTimeout(resolve, 50))
     return {
