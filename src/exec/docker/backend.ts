@@ -1,7 +1,6 @@
 import { SandboxError } from '../errors.js'
-import { SANDBOX_GID, SANDBOX_UID } from '../spec.js'
 import { dockerCallSignal, removeQuietly, startContainer } from './container.js'
-import { LABEL_JOB, LABEL_NODE } from './profile.js'
+import { containerUser, LABEL_JOB, LABEL_NODE } from './profile.js'
 import { jobsOf } from '../workspace.js'
 import type { SandboxImage } from '../images.js'
 import type { PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
@@ -41,12 +40,12 @@ export class DockerDriver implements SandboxBackendDriver {
 
   private async startContainer (jobId: string, image: SandboxImage, limits: StageLimits, signal?: AbortSignal): Promise<StartedContainer> {
     const { init } = this
-    // Without user namespace remapping, the container's uid is the host's.
-    const workspace = await init.workspaces.create(jobId, limits.workspaceBytes, { uid: SANDBOX_UID, gid: SANDBOX_GID })
+    const user = containerUser()
+    const workspace = await init.workspaces.create(jobId, limits.workspaceBytes, user)
     try {
       return await startContainer({
         docker: init.docker,
-        profile: { image: image.name, runtime: init.runtime, nodeId: init.nodeId, jobId, workspace: workspace.path, limits },
+        profile: { image: image.name, runtime: init.runtime, nodeId: init.nodeId, jobId, workspace: workspace.path, limits, user },
         workspace,
         workspaces: init.workspaces,
         proxySocket: init.proxySocket,

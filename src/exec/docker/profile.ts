@@ -15,6 +15,25 @@ export interface ProfileInit {
   jobId: string
   workspace: string
   limits: StageLimits
+  /** Host user and group the stage runs as; never root. */
+  user: { uid: number, gid: number }
+}
+
+/**
+ * Returns the user a container runs as: uid 1000 when the node is root, which
+ * owns the workspace tmpfs it mounts for it; otherwise the node's own user,
+ * which owns the workspace folder, because without user namespace remapping
+ * a container's uid is the host's.
+ *
+ * NOTE: the tests run as root, so the path for a node that is not root has
+ * not run here.
+ */
+export function containerUser (): { uid: number, gid: number } {
+  const uid = process.getuid?.() ?? 0
+  if (uid === 0) {
+    return { uid: SANDBOX_UID, gid: SANDBOX_GID }
+  }
+  return { uid, gid: process.getgid?.() ?? uid }
 }
 
 /**
@@ -30,7 +49,7 @@ export function containerProfile (init: ProfileInit): ContainerCreateOptions {
   return {
     Image: init.image,
     Cmd: LAUNCHER_COMMAND,
-    User: `${SANDBOX_UID}:${SANDBOX_GID}`,
+    User: `${init.user.uid}:${init.user.gid}`,
     WorkingDir: SANDBOX_WORKSPACE,
     Env: [],
     Labels: { [LABEL_NODE]: init.nodeId, [LABEL_JOB]: init.jobId },
