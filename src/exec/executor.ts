@@ -7,7 +7,7 @@ import { ProgressChannel } from './progress.js'
 import { DEFAULT_LIMITS, stageEnvironment, validateSpec } from './spec.js'
 import { executeStage } from './stage-run.js'
 import type { AgentSettings } from './agent.js'
-import type { EgressProxy } from './egress/proxy.js'
+import type { EgressProxy, EgressStats } from './egress/proxy.js'
 import type { ImageAllowList, SandboxImage } from './images.js'
 import type { PreparedSandbox, SandboxBackendDriver } from './sandbox.js'
 import type { LeftoverReport, SandboxInfo, StageExecutor, StageLimits, StageResult, StageRun, StageSpec } from './types.js'
@@ -109,6 +109,11 @@ export class SandboxExecutor implements StageExecutor {
   async run (spec: StageSpec): Promise<StageResult> {
     const run = await this.start(spec)
     return await run.result
+  }
+
+  /** Connections the egress proxy forwarded and rejected since the start; undefined without egress. */
+  egressStats (): EgressStats | undefined {
+    return this.init.egress === undefined ? undefined : { ...this.init.egress.stats }
   }
 
   /** Waits until the warm pool is full; resolves at once without a pool. */

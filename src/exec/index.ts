@@ -25,6 +25,7 @@ export type {
 export { createExecutor, agentSettings, DEFAULT_WARM_POOL_SIZE } from './create.js'
 export type { CreatedExecutor, ExecutorSettings, RuntimeSetting } from './create.js'
 export { SandboxExecutor } from './executor.js'
+export type { EgressStats } from './egress/proxy.js'
 export { DEFAULT_LIMITS } from './spec.js'
 export { DEFAULT_IMAGE_NAME, defaultImage, parseImage } from './images.js'
 export type { SandboxImage } from './images.js'

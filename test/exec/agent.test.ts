@@ -94,6 +94,7 @@ for (const backend of backends) {
         expect(result.stdout).toContain('direct-refused')
         expect(otherConnections).toBe(0)
         expect(standIn.requests.length).toBe(requestsBefore + 1)
+        expect(egress.executor!.egressStats()).toEqual({ allowed: 1, rejected: 1 })
         const rejections = lines.filter(line => line.includes('egress rejected'))
         expect(rejections.length).toBeGreaterThanOrEqual(1)
         expect(rejections.at(-1)).toContain(`127.0.0.1:${(other.address() as AddressInfo).port}`)
