@@ -64,7 +64,7 @@ export class EmdxNode {
   readonly database: RootDatabase
   readonly api: ApiServer
   readonly startedAt: Date
-  /** The stage executor, when this node can share; see `sandbox.info` for why not. */
+  /** The node's sandbox: its executor when it can share, and the facts `status` reports. */
   readonly sandbox: NodeSandbox
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
