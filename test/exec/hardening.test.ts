@@ -22,7 +22,8 @@ const PROBE = [
   'touch /probe-root 2>/dev/null && echo root=writable || echo root=read-only',
   'touch /workspace/probe && echo workspace=writable || echo workspace=read-only',
   'grep -E "^Max (open files|file size)" /proc/self/limits',
-  'ls /var/run/docker.sock /run/docker.sock 2>/dev/null || echo docker-socket=absent'
+  'ls /var/run/docker.sock /run/docker.sock 2>/dev/null || echo docker-socket=absent',
+  'unshare -U true 2>&1 | grep -q "Operation not permitted" && echo "unshare-user: Operation not permitted"'
 ].join('\n')
 
 for (const backend of backends) {
@@ -74,11 +75,17 @@ for (const backend of backends) {
       expect(facts).toContain('docker-socket=absent')
     })
 
-    if (backend === 'docker') {
-      it('applies the default seccomp profile', () => {
-        expect(facts).toMatch(/Seccomp:\s+2/)
-      })
+    it('applies a seccomp filter', () => {
+      expect(facts).toMatch(/Seccomp:\s+2/)
+    })
 
+    it('rejects creating namespaces', () => {
+      // EPERM comes from the seccomp filter. Without it, bubblewrap's
+      // --disable-userns makes the call fail with ENOSPC instead.
+      expect(facts).toContain('unshare-user: Operation not permitted')
+    })
+
+    if (backend === 'docker') {
       it('inspect data shows the hardened settings', async () => {
         const docker = new Docker()
         const cancel = new AbortController()

@@ -5,6 +5,8 @@ export interface BwrapArgumentsInit {
   rootfs: string
   workspace: string
   limits: StageLimits
+  /** Whether fd 4 carries a seccomp filter for `--seccomp`. */
+  seccomp: boolean
   command: string[]
 }
 
@@ -14,6 +16,7 @@ export function bwrapArguments (init: BwrapArgumentsInit): string[] {
     'bwrap',
     '--unshare-all',
     '--unshare-user',
+    '--disable-userns',
     '--uid', String(SANDBOX_UID),
     '--gid', String(SANDBOX_GID),
     '--hostname', 'sandbox',
@@ -30,7 +33,11 @@ export function bwrapArguments (init: BwrapArgumentsInit): string[] {
     '--chdir', SANDBOX_WORKSPACE
   ]
   // fd 3 receives the host pid of the sandbox's init, for the egress relay.
-  args.push('--info-fd', '3', '--', ...init.command)
+  args.push('--info-fd', '3')
+  if (init.seccomp) {
+    args.push('--seccomp', '4')
+  }
+  args.push('--', ...init.command)
   return args
 }
 

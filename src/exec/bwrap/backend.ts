@@ -5,6 +5,7 @@ import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
 import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup, removeEmptyCgroupParent } from '../cgroup.js'
 import { bwrapArguments, wrapperArguments } from './arguments.js'
+import { seccompFilter } from './seccomp.js'
 import { jobScript, LAUNCHER_COMMAND } from '../launcher.js'
 import type { CgroupPaths, CgroupStats } from '../cgroup.js'
 import type { LaunchedSandbox, LaunchRequest, PreparedSandbox, PrepareRequest, SandboxBackendDriver } from '../sandbox.js'
@@ -13,7 +14,7 @@ import { jobsOf } from '../workspace.js'
 import type { Workspace, WorkspaceManager } from '../workspace.js'
 import type { Logger } from '../../node/logger.js'
 import type { ChildProcess } from 'node:child_process'
-import type { Readable } from 'node:stream'
+import type { Readable, Writable } from 'node:stream'
 
 /** Host user the sandbox user maps to when the node runs as root: `nobody`. */
 export const BWRAP_HOST_UID = 65534
@@ -39,10 +40,9 @@ const DRAIN_TIMEOUT_MS = 1000
  * mounted read-only, the workspace read-write, `--die-with-parent`, and the
  * node's own cgroup per job when it can write cgroups (rlimits otherwise).
  * When the node runs as root, bubblewrap runs as `nobody` in a user namespace,
- * so the stage's uid 1000 maps to an unprivileged host user.
- *
- * TODO: bubblewrap applies no seccomp filter here; the Docker backend has
- * Docker's default profile. Add a compiled BPF filter through --seccomp.
+ * so the stage's uid 1000 maps to an unprivileged host user. The seccomp
+ * filter of `seccomp.ts` rejects mount, namespace, module, keyring, BPF and
+ * similar system calls.
  */
 export class BwrapDriver implements SandboxBackendDriver {
   readonly info: SandboxInfo
@@ -147,7 +147,10 @@ class BwrapSandbox implements PreparedSandbox {
   /** Starts bubblewrap and resolves once the sandbox exists, with the pid of its init process. */
   async start (): Promise<void> {
     const { init } = this
-    const bwrap = bwrapArguments({ rootfs: init.rootfs, workspace: init.workspace.path, limits: init.limits, command: LAUNCHER_COMMAND })
+    // NOTE: on an architecture without a filter (not x86_64), the sandbox
+    // runs without seccomp.
+    const filter = seccompFilter()
+    const bwrap = bwrapArguments({ rootfs: init.rootfs, workspace: init.workspace.path, limits: init.limits, seccomp: filter !== undefined, command: LAUNCHER_COMMAND })
     const args = wrapperArguments({
       procsFiles: init.cgroup === undefined ? [] : procsFiles(init.cgroup),
       limits: init.limits,
@@ -156,14 +159,18 @@ class BwrapSandbox implements PreparedSandbox {
     })
     const owner = init.asRoot ? { uid: BWRAP_HOST_UID, gid: BWRAP_HOST_UID } : {}
     // Only PATH, to find bubblewrap: the job's variables arrive on stdin.
-    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe'], env: { PATH: HOST_PATH }, ...owner })
+    const child = spawn('/bin/sh', args, { stdio: ['pipe', 'pipe', 'pipe', 'pipe', filter === undefined ? 'ignore' : 'pipe'], env: { PATH: HOST_PATH }, ...owner })
     this.child = child
     this.exited = exitCodeOf(child)
     this.exited.catch(() => {})
-    // Node makes the extra stdio pipe a socket; bubblewrap closing its end
-    // resets it, which is expected once the sandbox ends.
+    // Node makes the extra stdio pipes sockets; bubblewrap closing its end
+    // resets them, which is expected once the sandbox ends.
     child.stdio[3]?.on('error', () => {})
+    child.stdio[4]?.on('error', () => {})
     child.stdin?.on('error', () => {})
+    if (filter !== undefined) {
+      (child.stdio[4] as Writable).end(filter)
+    }
     this.sandboxPid = await readSandboxPid(child)
   }
 
