@@ -1,10 +1,11 @@
 /**
  * A seccomp filter for bubblewrap sandboxes, as classic BPF for `bwrap
- * --seccomp FD`. It rejects with EPERM the system calls a stage never needs
- * and that widen the kernel's attack surface: mounts and namespaces, kernel
- * modules and kexec, keyrings, BPF and perf, userfaultfd, clock and host
- * settings, tracing other processes, and swap, reboot and accounting.
- * Everything else is allowed, as in Docker's default profile. A process of
+ * --seccomp FD`. It rejects with EPERM system calls that widen the kernel's
+ * attack surface and that Docker's default profile also denies to a process
+ * without capabilities. These are mounts and namespaces, kernel modules and
+ * kexec, keyrings, BPF and perf, userfaultfd, clock and host settings,
+ * tracing other processes, and swap, reboot and accounting. Everything else
+ * is allowed; the tests run the Claude Code CLI under it. A process of
  * another architecture ABI (x32, 32-bit) is killed.
  */
 
