@@ -1,12 +1,12 @@
 /**
  * A seccomp filter for bubblewrap sandboxes, as classic BPF for `bwrap
  * --seccomp FD`. It rejects with EPERM system calls that widen the kernel's
- * attack surface and that Docker's default profile also denies to a process
- * without capabilities. These are mounts and namespaces, kernel modules and
- * kexec, keyrings, BPF and perf, userfaultfd, clock and host settings,
- * tracing other processes, and swap, reboot and accounting. Everything else
- * is allowed; the tests run the Claude Code CLI under it. A process of
- * another architecture ABI (x32, 32-bit) is killed.
+ * attack surface and that a stage has no use for in the tested images. These
+ * are mounts and namespaces, kernel modules and kexec, keyrings, BPF and
+ * perf, userfaultfd, clock and host settings, tracing other processes, and
+ * swap, reboot and accounting. Everything else is allowed; the tests run the
+ * Claude Code CLI under it. A process of another architecture ABI (x32,
+ * 32-bit) is killed.
  */
 
 /** AUDIT_ARCH_X86_64 from linux/audit.h. */
