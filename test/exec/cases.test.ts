@@ -206,7 +206,7 @@ for (const backend of backends) {
           const attempt = runStage(`s12-${entry.rule}`, ['true'], { input: { archivePath: archive } })
           await expect(attempt).rejects.toBeInstanceOf(StageInputError)
           await expect(attempt).rejects.toMatchObject({ rule: entry.rule })
-          expect(await readdir(path.join(sandbox.stateDir, 'workspaces'))).toEqual([])
+          expect(await readdir(path.join(sandbox.stateDir, 'workspaces'))).not.toContain(`s12-${entry.rule}`)
         })
       }
 
