@@ -104,7 +104,8 @@ for (const backend of backends) {
     })
 
     it('S7 background process does not survive', async () => {
-      const marker = `sleep ${900 + Math.floor(Math.random() * 99)}`
+      // A number no other process on the machine is likely to sleep for.
+      const marker = `sleep ${700_000 + Math.floor(Math.random() * 99_999)}`
       const run = await sandbox.executor!.start({ jobId: 's7', command: ['sh', '-c', `nohup ${marker} >/dev/null 2>&1 & echo started`] })
       const result = await run.result
       await run.cleanedUp

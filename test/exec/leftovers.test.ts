@@ -33,10 +33,13 @@ async function waitFor (condition: () => Promise<boolean>): Promise<void> {
   }
 }
 
-/** Starts the fixture node, waits until its stages run, and kills it with SIGKILL. */
-async function killNodeMidStage (backend: BackendName, stateDir: string, nodeId: string): Promise<void> {
+/**
+ * Starts the fixture node, waits until its stages run, and kills it with
+ * SIGKILL. Returns how many of the stages' processes ran just before.
+ */
+async function killNodeMidStage (backend: BackendName, stateDir: string, nodeId: string, sleepSeconds: string): Promise<number> {
   const fixture = path.join(repoRoot, 'test/exec/fixtures/orphan-node.mjs')
-  const child = spawn(process.execPath, [fixture, backend, stateDir, nodeId, TEST_IMAGE, TEST_ROOTFS], { stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [fixture, backend, stateDir, nodeId, TEST_IMAGE, TEST_ROOTFS, sleepSeconds], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
   child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString('utf8') })
@@ -48,8 +51,10 @@ async function killNodeMidStage (backend: BackendName, stateDir: string, nodeId:
     }
     await new Promise(resolve => setTimeout(resolve, 100))
   }
+  const running = await processesMatching(`sleep ${sleepSeconds}`)
   child.kill('SIGKILL')
   await exited
+  return running
 }
 
 for (const backend of backends) {
@@ -71,7 +76,11 @@ for (const backend of backends) {
 
     it('S14 restart removes leftovers of a killed node', async () => {
       const nodeId = `s14-${backend}-${path.basename(stateDir).slice(-6)}`
-      await killNodeMidStage(backend, stateDir, nodeId)
+      // A number no other process on the machine is likely to sleep for.
+      const sleepSeconds = String(800_000 + Math.floor(Math.random() * 99_999))
+      const stageProcess = `sleep ${sleepSeconds}`
+      const running = await killNodeMidStage(backend, stateDir, nodeId, sleepSeconds)
+      expect(running).toBe(3)
       const workspaces = path.join(stateDir, 'workspaces')
       expect((await readdir(workspaces)).length).toBeGreaterThanOrEqual(2)
       if (backend === 'docker') {
@@ -80,14 +89,14 @@ for (const backend of backends) {
         expect(await containersWithLabel(`emdx.node=${nodeId}`)).toBeGreaterThanOrEqual(2)
       } else {
         // --die-with-parent: bubblewrap dies with the node, and its sandboxes with it.
-        await waitFor(async () => await processesMatching('sleep 777') === 0)
-        expect(await processesMatching('sleep 777')).toBe(0)
+        await waitFor(async () => await processesMatching(stageProcess) === 0)
+        expect(await processesMatching(stageProcess)).toBe(0)
       }
 
       const restarted = await testExecutor(backend, { nodeId, stateDir, warmPoolSize: 0 })
       try {
         expect(await containersWithLabel(`emdx.node=${nodeId}`)).toBe(0)
-        expect(await processesMatching('sleep 777')).toBe(0)
+        expect(await processesMatching(stageProcess)).toBe(0)
         expect(await readdir(workspaces)).toEqual([])
         expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(stateDir)
         const cgroupParent = `/sys/fs/cgroup/memory/emdx-node/${nodeId}`
