@@ -184,12 +184,18 @@ export function isGone (err: unknown): boolean {
   return status === 404 || status === 409 || status === 304
 }
 
-/** Removes a container, treating "already removed" (AutoRemove got there first) as done. */
+/**
+ * Removes a container and returns once it is gone. When AutoRemove got there
+ * first, the daemon responds with 409 while its removal is in progress, so this
+ * waits for that removal to finish.
+ */
 export async function removeQuietly (container: Docker.Container, logger?: Logger): Promise<void> {
   try {
     await container.remove({ force: true, v: true, abortSignal: dockerCallSignal() })
   } catch (err) {
-    if (!isGone(err)) {
+    if ((err as { statusCode?: number }).statusCode === 409) {
+      await container.wait({ condition: 'removed', abortSignal: dockerCallSignal() }).catch(() => {})
+    } else if (!isGone(err)) {
       logger?.warn({ err, container: container.id }, 'cannot remove container')
     }
   }
