@@ -95,7 +95,9 @@ for (const backend of backends) {
 
       const restarted = await testExecutor(backend, { nodeId, stateDir, warmPoolSize: 0 })
       try {
-        expect(await containersWithLabel(`emdx.node=${nodeId}`)).toBe(0)
+        if (backend === 'docker') {
+          expect(await containersWithLabel(`emdx.node=${nodeId}`)).toBe(0)
+        }
         expect(await processesMatching(stageProcess)).toBe(0)
         expect(await readdir(workspaces)).toEqual([])
         expect(await readFile('/proc/self/mountinfo', 'utf8')).not.toContain(stateDir)
