@@ -4,6 +4,10 @@ import path from 'node:path'
 import { multiaddr } from '@multiformats/multiaddr'
 import { ConfigError } from './errors.js'
 import { formatBytes, parseSize } from './units.js'
+import { DEFAULT_AGENT_API_KEY_ENV, DEFAULT_AGENT_COMMAND, DEFAULT_AGENT_MODEL } from '../exec/agent.js'
+import { defaultImage, parseImage } from '../exec/images.js'
+import type { SandboxImage } from '../exec/images.js'
+import type { RuntimeSetting } from '../exec/create.js'
 
 /** The settings a node runs with, after flags, the config file and defaults are merged. */
 export interface NodeConfig {
@@ -22,6 +26,21 @@ export interface NodeConfig {
   mdns: boolean
   /** False when the node only submits work and runs nothing for others. */
   share: boolean
+  /** Sandbox runtime: `auto` picks gVisor, then runc, then bubblewrap. */
+  runtime: RuntimeSetting
+  /** When `runsc`, the node shares nothing unless its sandbox is gVisor. */
+  requireRuntime?: 'runsc'
+  /** Images stages may run in; the first is the default. */
+  images: SandboxImage[]
+  /** `host:port` pairs agents may reach through the node's egress proxy. */
+  agentEgress: string[]
+  /** The agent's command; `{prompt}` and `{model}` are replaced. */
+  agentCommand: string[]
+  agentModel: string
+  /** Name of the environment variable holding the agent's API key; the key itself is never a setting. */
+  agentApiKeyEnv: string
+  /** Model API base URL given to agents, such as a local stand-in; the API's own when missing. */
+  agentBaseUrl?: string
 }
 
 /**
@@ -37,6 +56,14 @@ export interface SettingsInput {
   bootstrap?: unknown
   mdns?: unknown
   share?: unknown
+  runtime?: unknown
+  requireRuntime?: unknown
+  image?: unknown
+  agentEgress?: unknown
+  agentCommand?: unknown
+  agentModel?: unknown
+  agentApiKeyEnv?: unknown
+  agentBaseUrl?: unknown
 }
 
 export const CONFIG_FILE_NAME = 'config.json'
@@ -45,7 +72,8 @@ export const DEFAULT_API_PORT = 7777
 export const DEFAULT_SHARE_CPU = 1
 export const DEFAULT_SHARE_MEM = 2 * 1024 ** 3
 
-const settingNames: Array<keyof SettingsInput> = ['shareCpu', 'shareMem', 'port', 'listenHost', 'apiPort', 'bootstrap', 'mdns', 'share']
+const settingNames: Array<keyof SettingsInput> = ['shareCpu', 'shareMem', 'port', 'listenHost', 'apiPort', 'bootstrap', 'mdns', 'share',
+  'runtime', 'requireRuntime', 'image', 'agentEgress', 'agentCommand', 'agentModel', 'agentApiKeyEnv', 'agentBaseUrl']
 
 const flagNames: Record<keyof SettingsInput, string> = {
   shareCpu: '--share-cpu',
@@ -55,7 +83,15 @@ const flagNames: Record<keyof SettingsInput, string> = {
   apiPort: '--api-port',
   bootstrap: '--bootstrap',
   mdns: '--no-mdns',
-  share: '--no-share'
+  share: '--no-share',
+  runtime: '--runtime',
+  requireRuntime: '--require-runtime',
+  image: '--image',
+  agentEgress: '--agent-egress',
+  agentCommand: '--agent-command',
+  agentModel: '--agent-model',
+  agentApiKeyEnv: '--agent-api-key-env',
+  agentBaseUrl: '--agent-base-url'
 }
 
 /** The machine facts that bound what a node may share; tests pass their own. */
@@ -136,8 +172,117 @@ export async function loadConfig (dataDir: string, flags: SettingsInput, limits:
     apiPort: validatePort(pick('apiPort'), DEFAULT_API_PORT, '--api-port'),
     bootstrap: validateBootstrap(pick('bootstrap')),
     mdns: validateBoolean(pick('mdns'), true),
-    share: validateBoolean(pick('share'), true)
+    share: validateBoolean(pick('share'), true),
+    ...validateSandboxSettings(pick)
   }
+}
+
+type SandboxSettings = Pick<NodeConfig, 'runtime' | 'requireRuntime' | 'images' | 'agentEgress' | 'agentCommand' | 'agentModel' | 'agentApiKeyEnv' | 'agentBaseUrl'>
+
+function validateSandboxSettings (pick: (name: keyof SettingsInput) => Setting | undefined): SandboxSettings {
+  const settings: SandboxSettings = {
+    runtime: validateChoice(pick('runtime'), ['auto', 'runsc', 'runc', 'bwrap'], 'auto') as RuntimeSetting,
+    images: validateImages(pick('image')),
+    agentEgress: validateEgress(pick('agentEgress')),
+    agentCommand: validateCommand(pick('agentCommand')),
+    agentModel: validateName(pick('agentModel'), DEFAULT_AGENT_MODEL, /^[A-Za-z0-9._:@-]{1,100}$/, 'a model name such as sonnet'),
+    agentApiKeyEnv: validateName(pick('agentApiKeyEnv'), DEFAULT_AGENT_API_KEY_ENV, /^[A-Za-z_][A-Za-z0-9_]*$/, 'an environment variable name such as ANTHROPIC_API_KEY')
+  }
+  const requireRuntime = pick('requireRuntime')
+  if (requireRuntime !== undefined) {
+    settings.requireRuntime = validateChoice(requireRuntime, ['runsc'], 'runsc') as 'runsc'
+  }
+  const baseUrl = pick('agentBaseUrl')
+  if (baseUrl !== undefined) {
+    settings.agentBaseUrl = validateUrl(baseUrl)
+  }
+  return settings
+}
+
+function validateChoice (setting: Setting | undefined, choices: string[], defaultValue: string): string {
+  if (setting === undefined) {
+    return defaultValue
+  }
+  if (typeof setting.value !== 'string' || !choices.includes(setting.value)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected one of ${choices.join(', ')}`)
+  }
+  return setting.value
+}
+
+function stringList (setting: Setting, example: string): string[] {
+  const list = typeof setting.value === 'string' ? [setting.value] : setting.value
+  if (!Array.isArray(list) || list.some(entry => typeof entry !== 'string')) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a list of strings such as ${example}`)
+  }
+  return list as string[]
+}
+
+function validateImages (setting: Setting | undefined): SandboxImage[] {
+  if (setting === undefined) {
+    return [defaultImage()]
+  }
+  const example = 'emdx-sandbox-test:latest=/path/to/rootfs'
+  return stringList(setting, example).map(entry => {
+    const image = parseImage(entry)
+    if (image === undefined) {
+      throw new ConfigError(`invalid ${setting.source} "${entry}": expected NAME or NAME=ABSOLUTE_ROOTFS_FOLDER, for example ${example}`)
+    }
+    return image
+  })
+}
+
+function validateEgress (setting: Setting | undefined): string[] {
+  if (setting === undefined) {
+    return []
+  }
+  return stringList(setting, 'api.anthropic.com:443').map(entry => {
+    const match = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(entry)
+    if (match == null || Number(match[2]) < 1 || Number(match[2]) > 65535) {
+      throw new ConfigError(`invalid ${setting.source} "${entry}": expected HOST:PORT such as api.anthropic.com:443`)
+    }
+    return entry.toLowerCase()
+  })
+}
+
+function validateCommand (setting: Setting | undefined): string[] {
+  if (setting === undefined) {
+    return DEFAULT_AGENT_COMMAND
+  }
+  let value = setting.value
+  if (typeof value === 'string') {
+    try {
+      value = JSON.parse(value)
+    } catch {
+      value = undefined
+    }
+  }
+  if (!Array.isArray(value) || value.length === 0 || value.some(part => typeof part !== 'string')) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a JSON list of strings such as ["claude","--print","{prompt}","--model","{model}"]`)
+  }
+  return value as string[]
+}
+
+function validateName (setting: Setting | undefined, defaultValue: string, pattern: RegExp, expected: string): string {
+  if (setting === undefined) {
+    return defaultValue
+  }
+  if (typeof setting.value !== 'string' || !pattern.test(setting.value)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected ${expected}`)
+  }
+  return setting.value
+}
+
+function validateUrl (setting: Setting): string {
+  let url: URL | undefined
+  try {
+    url = new URL(String(setting.value))
+  } catch {
+    url = undefined
+  }
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected an http or https URL such as http://127.0.0.1:8080`)
+  }
+  return String(setting.value)
 }
 
 interface Setting {

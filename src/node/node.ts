@@ -15,6 +15,7 @@ import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { PortInUseError } from './errors.js'
 import { loadOrCreateEncryptionKey, loadOrCreateIdentity } from './identity.js'
 import { createNetwork } from './libp2p.js'
+import { startSandbox } from './sandbox.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
 import type { Ledger } from '../credits/ledger.js'
@@ -27,6 +28,8 @@ import type { EncryptionKeyPair } from './identity.js'
 import type { EmdxLibp2p } from './libp2p.js'
 import type { Logger } from './logger.js'
 import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
+import type { SandboxInfo } from '../exec/types.js'
+import type { NodeSandbox } from './sandbox.js'
 
 /** What `GET /api/v1/status` returns. */
 export interface NodeStatus {
@@ -43,6 +46,8 @@ export interface NodeStatus {
     cpus: number
     memoryBytes: number
   }
+  /** The sandbox stages run in; backend `none` means this node shares nothing. */
+  sandbox: SandboxInfo
 }
 
 /** One entry of `GET /api/v1/peers`: a peer this node has an open connection to. */
@@ -89,6 +94,7 @@ interface NodeParts {
   ledger: Ledger
   reputation: Reputation
   trustExchange: TrustExchange
+  sandbox: NodeSandbox
   api: ApiServer
   stopSteps: StopStep[]
 }
@@ -112,12 +118,15 @@ export class EmdxNode {
   readonly trustExchange: TrustExchange
   readonly api: ApiServer
   readonly startedAt: Date
+  /** The node's sandbox: its executor when it can share, and the facts `status` reports. */
+  readonly sandbox: NodeSandbox
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
   private constructor (parts: NodeParts) {
     this.config = parts.config
+    this.sandbox = parts.sandbox
     this.logger = parts.logger
     this.database = parts.database
     this.signer = parts.signer
@@ -164,6 +173,10 @@ export class EmdxNode {
       trustExchange.startRounds(async () => await peersWithProtocol(libp2p, TRUST_PROTOCOL))
       stopSteps.push(async () => { await trustExchange.stop() })
 
+      // Also removes the containers and workspaces a killed run left behind.
+      const sandbox = await startSandbox(config, libp2p.peerId.toString(), init.logger)
+      stopSteps.push(async () => { await sandbox.stop() })
+
       let node: EmdxNode | undefined
       const api = await startApiServer({
         host: init.apiHost ?? '127.0.0.1',
@@ -184,8 +197,8 @@ export class EmdxNode {
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, ledger, reputation, trustExchange, api, stopSteps })
-      logger.info({ peer: signer.peerId, api: api.url, sharing: advertiser !== undefined }, 'node started')
+      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, ledger, reputation, trustExchange, sandbox, api, stopSteps })
+      logger.info({ peer: signer.peerId, api: api.url, sharing: advertiser !== undefined, sandbox: sandbox.info.backend }, 'node started')
       return node
     } catch (err) {
       await runStopSteps(stopSteps, logger)
@@ -219,10 +232,11 @@ export class EmdxNode {
       connectedPeers: this.libp2p.getPeers().length,
       routingTableSize: this.routingTableSize(),
       share: {
-        enabled: this.config.share,
+        enabled: this.config.share && this.sandbox.executor !== undefined,
         cpus: this.config.shareCpu,
         memoryBytes: this.config.shareMem
-      }
+      },
+      sandbox: this.sandbox.info
     }
   }
 

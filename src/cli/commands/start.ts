@@ -5,6 +5,7 @@ import { EmdxNode } from '../../node/node.js'
 import { formatBytes } from '../../node/units.js'
 import { VERSION } from '../../node/version.js'
 import { formatRows } from '../output.js'
+import { formatSandbox } from './status.js'
 import type { SettingsInput } from '../../node/config.js'
 import type { LogFormat } from '../../node/logger.js'
 import type { Command } from 'commander'
@@ -19,6 +20,14 @@ interface StartOptions {
   bootstrap?: string[]
   mdns?: boolean
   share?: boolean
+  runtime?: string
+  requireRuntime?: string
+  image?: string[]
+  agentEgress?: string[]
+  agentCommand?: string
+  agentModel?: string
+  agentApiKeyEnv?: string
+  agentBaseUrl?: string
   logLevel?: string
   logFormat?: LogFormat
   stopWhenStdinCloses?: boolean
@@ -40,6 +49,14 @@ export function registerStartCommand (program: Command): void {
     .option('--bootstrap <multiaddr>', 'peer to join the network through, ending in /p2p/<peer id>; repeat for several', collect)
     .option('--no-mdns', 'do not discover peers on the local network with mDNS')
     .option('--no-share', 'run nothing for others; only submit work')
+    .addOption(new Option('--runtime <runtime>', 'sandbox: auto picks gVisor (runsc) when proven, then runc, then bubblewrap (default auto)').choices(['auto', 'runsc', 'runc', 'bwrap']))
+    .addOption(new Option('--require-runtime <runtime>', 'share nothing unless the sandbox runs under this runtime').choices(['runsc']))
+    .option('--image <name[=rootfs]>', 'image stages may run in, with its root folder for bubblewrap; repeat for several, the first is the default', collect)
+    .option('--agent-egress <host:port>', 'model API an agent may reach through the node\'s proxy, such as api.anthropic.com:443; repeat for several (default: none)', collect)
+    .option('--agent-command <json>', 'agent command as a JSON list; {prompt} and {model} are replaced (default: the Claude Code CLI in print mode)')
+    .option('--agent-model <model>', 'model name passed to the agent (default sonnet)')
+    .option('--agent-api-key-env <name>', 'environment variable holding the agent\'s API key, passed only into agent sandboxes (default ANTHROPIC_API_KEY)')
+    .option('--agent-base-url <url>', 'model API base URL given to agents, such as a local stand-in')
     .option('--log-level <level>', 'trace, debug, info, warn or error (default info, or EMDX_LOG_LEVEL)')
     .addOption(new Option('--log-format <format>', 'pretty for people, json for log collectors (default: pretty on a terminal)').choices(['pretty', 'json']))
     // For `devnet`: a node stops when the devnet process that started it dies.
@@ -61,6 +78,14 @@ function explicitSettings (options: StartOptions, command: Command): SettingsInp
   if (given('bootstrap')) settings.bootstrap = options.bootstrap
   if (given('mdns')) settings.mdns = options.mdns
   if (given('share')) settings.share = options.share
+  if (given('runtime')) settings.runtime = options.runtime
+  if (given('requireRuntime')) settings.requireRuntime = options.requireRuntime
+  if (given('image')) settings.image = options.image
+  if (given('agentEgress')) settings.agentEgress = options.agentEgress
+  if (given('agentCommand')) settings.agentCommand = options.agentCommand
+  if (given('agentModel')) settings.agentModel = options.agentModel
+  if (given('agentApiKeyEnv')) settings.agentApiKeyEnv = options.agentApiKeyEnv
+  if (given('agentBaseUrl')) settings.agentBaseUrl = options.agentBaseUrl
   return settings
 }
 
@@ -72,13 +97,14 @@ async function runStart (options: StartOptions, command: Command): Promise<void>
   const status = node.status()
   const sharing = status.share.enabled
     ? `${status.share.cpus} CPU, ${formatBytes(status.share.memoryBytes)} memory`
-    : 'off (--no-share: this node only submits work)'
+    : (config.share ? 'off (no usable sandbox, see below)' : 'off (--no-share: this node only submits work)')
   process.stdout.write(`emdx-node ${VERSION} is running; press Ctrl-C to stop\n${formatRows([
     ['peer id', status.peerId],
     ['listening', status.addresses.join('\n')],
     ['API', `${status.apiUrl}/api/v1/status`],
     ['data dir', config.dataDir],
-    ['sharing', sharing]
+    ['sharing', sharing],
+    ['sandbox', formatSandbox(status.sandbox)]
   ])}\n`)
 
   let signals = 0

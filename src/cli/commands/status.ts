@@ -1,6 +1,7 @@
 import { formatBytes, formatDuration } from '../../node/units.js'
 import { apiBaseUrl, requestJson } from '../api-client.js'
 import { formatRows, formatTable, printJson } from '../output.js'
+import type { SandboxInfo } from '../../exec/types.js'
 import type { NodeStatus, PeerSummary } from '../../node/node.js'
 import type { ApiTarget } from '../api-client.js'
 import type { Command } from 'commander'
@@ -52,8 +53,20 @@ export function formatStatus (status: NodeStatus): string {
     ['uptime', formatDuration(status.uptimeSeconds * 1000)],
     ['peers', String(status.connectedPeers)],
     ['routing table', `${status.routingTableSize} peers`],
-    ['sharing', sharing]
+    ['sharing', sharing],
+    ['sandbox', formatSandbox(status.sandbox)]
   ])
+}
+
+/** Formats the sandbox for people: backend, runtime and isolation, then the reason it is not stronger. */
+export function formatSandbox (sandbox: SandboxInfo | undefined): string {
+  if (sandbox === undefined) {
+    return 'unknown (older node)'
+  }
+  const summary = sandbox.backend === 'none'
+    ? 'none: this node shares nothing'
+    : `${sandbox.backend} (${sandbox.runtime}, ${sandbox.isolation} isolation)`
+  return sandbox.reason === undefined ? summary : `${summary}\n${sandbox.reason}`
 }
 
 export function formatPeers (peers: PeerSummary[]): string {
