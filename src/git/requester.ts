@@ -37,6 +37,10 @@ export interface CreatedBundle {
  * with its whole history, for the executor to clone. Only the branch's
  * objects and name are in it; no config, hooks or working tree files.
  */
+// NOTE: calls on the user's repository find it with -C, so git's ownership
+// check applies, and the global safe.directory entries it suggests are not
+// read (GIT_CONFIG_GLOBAL is /dev/null). The node must run as the owner of
+// the repository.
 export async function createBundle (options: CreateBundleOptions): Promise<CreatedBundle> {
   const { git, signal } = options
   const limits = resolveLimits(options.limits)

@@ -138,6 +138,9 @@ export class EmdxStore implements DocumentStore {
     }, this.location, this.busyTimeoutMs, options.signal)
   }
 
+  // NOTE: EMDX links its own stage runs to a cascade run through
+  // executions.cascade_run_id; remote stages add no executions rows, so EMDX
+  // shows these runs without executions.
   async startRun (run: NewCascadeRun, options: StoreOptions = {}): Promise<number | undefined> {
     if (!this.schema.hasCascadeRuns) {
       return undefined
