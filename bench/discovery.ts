@@ -38,7 +38,7 @@ const worker = fileURLToPath(new URL('./support/swarm-worker.ts', import.meta.ur
 
 async function startLocalNode (baseDir: string, name: string, bootstrap: string[]): Promise<EmdxNode> {
   const config = await loadConfig(path.join(baseDir, name), { port: 0, apiPort: 0, listenHost: '127.0.0.1', mdns: false, share: false, bootstrap })
-  return await EmdxNode.start({ config, logger: silentLogger() })
+  return await EmdxNode.start({ config, logger: silentLogger(), skipSandbox: true })
 }
 
 async function startWorker (count: number, sharing: number, bootstrap: string): Promise<ChildProcess> {

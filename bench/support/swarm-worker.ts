@@ -30,7 +30,7 @@ for (let index = 0; index < count; index++) {
     bootstrap: [bootstrap],
     share: index < sharing
   })
-  nodes.push(await EmdxNode.start({ config, logger: silentLogger(), capacity: index < sharing ? staticCapacity() : undefined }))
+  nodes.push(await EmdxNode.start({ config, logger: silentLogger(), skipSandbox: true, capacity: index < sharing ? staticCapacity() : undefined }))
 }
 process.stdout.write(`${JSON.stringify({ ready: nodes.map(node => node.peerId.toString()) })}\n`)
 

@@ -7,6 +7,7 @@ import { formatBytes, parseSize } from './units.js'
 import { DEFAULT_AGENT_API_KEY_ENV, DEFAULT_AGENT_COMMAND, DEFAULT_AGENT_MODEL } from '../exec/agent.js'
 import { defaultImage, parseImage } from '../exec/images.js'
 import type { SandboxImage } from '../exec/images.js'
+import type { Price } from '../credits/receipt.js'
 import type { RuntimeSetting } from '../exec/create.js'
 
 /** The settings a node runs with, after flags, the config file and defaults are merged. */
@@ -41,6 +42,8 @@ export interface NodeConfig {
   agentApiKeyEnv: string
   /** Model API base URL given to agents, such as a local stand-in; the API's own when missing. */
   agentBaseUrl?: string
+  /** What this node charges for stages, in millicredits. */
+  price: Price
 }
 
 /**
@@ -64,6 +67,7 @@ export interface SettingsInput {
   agentModel?: unknown
   agentApiKeyEnv?: unknown
   agentBaseUrl?: unknown
+  price?: unknown
 }
 
 export const CONFIG_FILE_NAME = 'config.json'
@@ -71,9 +75,16 @@ export const DEFAULT_PORT = 4777
 export const DEFAULT_API_PORT = 7777
 export const DEFAULT_SHARE_CPU = 1
 export const DEFAULT_SHARE_MEM = 2 * 1024 ** 3
+/**
+ * The default price, in millicredits: 10 per CPU second, 1 per GiB second,
+ * 20 per 1000 agent tokens. A one-minute agent stage of 5000 tokens costs
+ * about 0.8 credits, so the starting grant of 100 credits buys over a
+ * hundred of them.
+ */
+export const DEFAULT_PRICE: Price = { perCpuSecond: 10, perGibSecond: 1, perThousandTokens: 20 }
 
 const settingNames: Array<keyof SettingsInput> = ['shareCpu', 'shareMem', 'port', 'listenHost', 'apiPort', 'bootstrap', 'mdns', 'share',
-  'runtime', 'requireRuntime', 'image', 'agentEgress', 'agentCommand', 'agentModel', 'agentApiKeyEnv', 'agentBaseUrl']
+  'runtime', 'requireRuntime', 'image', 'agentEgress', 'agentCommand', 'agentModel', 'agentApiKeyEnv', 'agentBaseUrl', 'price']
 
 const flagNames: Record<keyof SettingsInput, string> = {
   shareCpu: '--share-cpu',
@@ -91,7 +102,8 @@ const flagNames: Record<keyof SettingsInput, string> = {
   agentCommand: '--agent-command',
   agentModel: '--agent-model',
   agentApiKeyEnv: '--agent-api-key-env',
-  agentBaseUrl: '--agent-base-url'
+  agentBaseUrl: '--agent-base-url',
+  price: '--price'
 }
 
 /** The machine facts that bound what a node may share; tests pass their own. */
@@ -173,6 +185,7 @@ export async function loadConfig (dataDir: string, flags: SettingsInput, limits:
     bootstrap: validateBootstrap(pick('bootstrap')),
     mdns: validateBoolean(pick('mdns'), true),
     share: validateBoolean(pick('share'), true),
+    price: validatePrice(pick('price')),
     ...validateSandboxSettings(pick)
   }
 }
@@ -387,6 +400,28 @@ function validateBootstrapAddress (entry: unknown, source: string): string {
     throw new ConfigError(`invalid ${source} "${entry}": a bootstrap address must end with /p2p/<peer id>, for example ${example}`)
   }
   return entry
+}
+
+/**
+ * Reads a price as `CPU,GIB,TOKENS` (three whole numbers of millicredits:
+ * per CPU second, per GiB second, per 1000 agent tokens), or in the config
+ * file as an object with those three fields.
+ */
+function validatePrice (setting: Setting | undefined): Price {
+  if (setting === undefined) {
+    return DEFAULT_PRICE
+  }
+  const example = '--price 10,1,20 (millicredits per CPU second, per GiB second, per 1000 tokens)'
+  const value = setting.value
+  const parts = typeof value === 'string'
+    ? value.split(',').map(part => part.trim())
+    : (value !== null && typeof value === 'object' ? [(value as Record<string, unknown>).perCpuSecond, (value as Record<string, unknown>).perGibSecond, (value as Record<string, unknown>).perThousandTokens] : [])
+  const numbers = parts.map(part => typeof part === 'string' && /^\d+$/.test(part) ? Number(part) : part)
+  if (numbers.length !== 3 || numbers.some(part => typeof part !== 'number' || !Number.isSafeInteger(part) || part < 0)) {
+    throw new ConfigError(`invalid ${setting.source} ${show(value)}: expected three whole numbers, for example ${example}`)
+  }
+  const [perCpuSecond, perGibSecond, perThousandTokens] = numbers as [number, number, number]
+  return { perCpuSecond, perGibSecond, perThousandTokens }
 }
 
 function validateBoolean (setting: Setting | undefined, defaultValue: boolean): boolean {

@@ -1,35 +1,44 @@
-import { LevelDatastore } from 'datastore-level'
+import path from 'node:path'
 import { registerCapacityRoutes } from '../api/capacity-routes.js'
+import { registerCascadeRoutes } from '../api/cascade-routes.js'
+import { registerCreditsRoutes } from '../api/credits-routes.js'
+import { registerRunRoutes } from '../api/run-routes.js'
 import { startApiServer } from '../api/server.js'
 import { registerStatusRoutes } from '../api/status-routes.js'
-import { CapacityAdvertiser } from '../dht/advertiser.js'
-import { serveCapacity } from '../dht/capacity-protocol.js'
 import { Discovery } from '../dht/discovery.js'
-import { createCapacityValidator, selectCapacityRecord, SequenceRegistry } from '../dht/validator.js'
-import { registerCreditsRoutes } from '../api/credits-routes.js'
+import { Git } from '../git/git.js'
 import { createSigner } from '../records/signature.js'
 import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
-import { watchBootstrap } from './bootstrap-watch.js'
+import { RepositoryStageRunner, WorkspaceCollectors } from '../stage/repository-runner.js'
 import { openCredits, peersWithProtocol } from './credits-parts.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
-import { PortInUseError } from './errors.js'
 import { loadOrCreateEncryptionKey, loadOrCreateIdentity } from './identity.js'
-import { createNetwork } from './libp2p.js'
+import { startLibp2p } from './network-parts.js'
+import { startRequesting } from './requesting.js'
 import { startSandbox } from './sandbox.js'
+import { startSharing } from './sharing.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
 import type { Ledger } from '../credits/ledger.js'
-import type { AdvertiserTiming, CapacitySnapshot } from '../dht/advertiser.js'
-import type { Reputation } from '../reputation/reputation.js'
+import type { CapacityAdvertiser, AdvertiserTiming } from '../dht/advertiser.js'
+import type { SandboxInfo } from '../exec/types.js'
 import type { Signer } from '../records/signature.js'
+import type { Reputation } from '../reputation/reputation.js'
+import type { ExecutorService } from '../stage/executor-service.js'
+import type { CapacityLeases } from '../stage/leases.js'
+import type { StageRunner } from '../stage/runner.js'
 import type { NodeConfig } from './config.js'
 import type { RootDatabase } from './data-dir.js'
 import type { EncryptionKeyPair } from './identity.js'
 import type { EmdxLibp2p } from './libp2p.js'
 import type { Logger } from './logger.js'
-import type { Ed25519PrivateKey, PeerId } from '@libp2p/interface'
-import type { SandboxInfo } from '../exec/types.js'
+import type { StopStep } from './network-parts.js'
+import type { Requesting } from './requesting.js'
 import type { NodeSandbox } from './sandbox.js'
+import type { CapacitySource } from './sharing.js'
+import type { PeerId } from '@libp2p/interface'
+
+export type { CapacitySource } from './sharing.js'
 
 /** What `GET /api/v1/status` returns. */
 export interface NodeStatus {
@@ -45,6 +54,10 @@ export interface NodeStatus {
     enabled: boolean
     cpus: number
     memoryBytes: number
+    /** CPUs and memory not leased to running stages. */
+    freeCpus: number
+    freeMemoryBytes: number
+    runningStages: number
   }
   /** The sandbox stages run in; backend `none` means this node shares nothing. */
   sandbox: SandboxInfo
@@ -65,21 +78,20 @@ export interface NodeInit {
   /** Host of the HTTP API; loopback unless an API key protects it. */
   apiHost?: string
   /**
-   * What this node offers the network right now. Undefined, or a source
-   * that returns undefined, means the node shares nothing.
+   * A capacity to advertise in place of the sandbox's, for tests of the
+   * DHT that run no stages.
    */
   capacity?: CapacitySource
   /** Timing of capacity advertising; tests shorten it. */
   advertiserTiming?: Partial<AdvertiserTiming>
+  /**
+   * Runs this node's stages in place of its sandbox, for tests of the stage
+   * protocol and cascades that are not about the sandbox.
+   */
+  runner?: StageRunner
+  /** Starts no sandbox (the node then shares nothing unless `runner` is given); tests that are not about the sandbox set it. */
+  skipSandbox?: boolean
 }
-
-/** The current capacity of this node and a way to hear when it changes. */
-export interface CapacitySource {
-  snapshot: () => CapacitySnapshot | undefined
-  onChange: (listener: () => void) => void
-}
-
-type StopStep = () => Promise<void>
 
 /** The parts of a running node, built in order by `EmdxNode.start`. */
 interface NodeParts {
@@ -90,20 +102,25 @@ interface NodeParts {
   encryptionKey: EncryptionKeyPair
   libp2p: EmdxLibp2p
   discovery: Discovery
-  advertiser?: CapacityAdvertiser
   ledger: Ledger
   reputation: Reputation
   trustExchange: TrustExchange
   sandbox: NodeSandbox
+  runner?: StageRunner
+  advertiser?: CapacityAdvertiser
+  leases?: CapacityLeases
+  executor?: ExecutorService
+  requesting: Requesting
   api: ApiServer
   stopSteps: StopStep[]
 }
 
 /**
  * The composition root: one emdx-node with its data directory, identity,
- * libp2p node, capacity advertising and discovery, and HTTP API. `start`
- * builds the parts in order and, when one fails, stops the ones already
- * started, so a failed start leaves nothing open.
+ * libp2p node, ledger and reputation, sandbox, the executor and requester
+ * sides of the stage protocol, cascades and the HTTP API. `start` builds the
+ * parts in order and, when one fails, stops the ones already started, so a
+ * failed start leaves nothing open.
  */
 export class EmdxNode {
   readonly config: NodeConfig
@@ -112,31 +129,40 @@ export class EmdxNode {
   readonly signer: Signer
   readonly encryptionKey: EncryptionKeyPair
   readonly discovery: Discovery
-  readonly advertiser?: CapacityAdvertiser
   readonly ledger: Ledger
   readonly reputation: Reputation
   readonly trustExchange: TrustExchange
-  readonly api: ApiServer
-  readonly startedAt: Date
   /** The node's sandbox: its executor when it can share, and the facts `status` reports. */
   readonly sandbox: NodeSandbox
+  /** Runs stages here: the sandbox with git checkouts, or the runner a test passed. */
+  readonly runner?: StageRunner
+  readonly advertiser?: CapacityAdvertiser
+  readonly leases?: CapacityLeases
+  readonly executor?: ExecutorService
+  readonly requesting: Requesting
+  readonly api: ApiServer
+  readonly startedAt: Date
   private readonly logger: Logger
   private readonly stopSteps: StopStep[]
   private stopping?: Promise<void>
 
   private constructor (parts: NodeParts) {
     this.config = parts.config
-    this.sandbox = parts.sandbox
     this.logger = parts.logger
     this.database = parts.database
     this.signer = parts.signer
     this.encryptionKey = parts.encryptionKey
     this.libp2p = parts.libp2p
     this.discovery = parts.discovery
-    this.advertiser = parts.advertiser
     this.ledger = parts.ledger
     this.reputation = parts.reputation
     this.trustExchange = parts.trustExchange
+    this.sandbox = parts.sandbox
+    this.runner = parts.runner
+    this.advertiser = parts.advertiser
+    this.leases = parts.leases
+    this.executor = parts.executor
+    this.requesting = parts.requesting
     this.api = parts.api
     this.stopSteps = parts.stopSteps
     this.startedAt = new Date()
@@ -162,20 +188,49 @@ export class EmdxNode {
       stopSteps.push(async () => { await ledger.close() })
       stopSteps.push(async () => { await reputationStore.flush() })
 
-      const libp2p = await startLibp2p(init, database, identity.privateKey, stopSteps)
+      const libp2p = await startLibp2p(config, init.logger, database, identity.privateKey, stopSteps)
       const signer = createSigner(identity.privateKey, libp2p.peerId.toString())
+      const discovery = new Discovery({
+        libp2p,
+        logger: init.logger.child({ component: 'discovery' }),
+        trust: { trust: (peer) => reputation.trustScore(peer), isExcluded: (peer) => reputation.isDistrusted(peer) }
+      })
 
-      const discovery = new Discovery({ libp2p, logger: init.logger.child({ component: 'discovery' }) })
-      const advertiser = await startAdvertising(init, { libp2p, signer, database, encryptionKey }, stopSteps)
+      const git = await Git.create({ logger: init.logger })
+      stopSteps.push(async () => { await git.dispose() })
+
+      // Also removes the containers and workspaces a killed run left behind.
+      const collectors = new WorkspaceCollectors()
+      const sandbox = init.skipSandbox === true
+        ? skippedSandbox()
+        : await startSandbox(config, libp2p.peerId.toString(), init.logger, collectors.collect)
+      stopSteps.push(async () => { await sandbox.stop() })
+      const baseRunner = init.runner ?? sandbox.executor
+      const runner = baseRunner === undefined
+        ? undefined
+        : new RepositoryStageRunner({ runner: baseRunner, collectors, git, workDir: path.join(config.dataDir, 'checkouts'), logger: init.logger.child({ component: 'checkout' }) })
+
+      const sharing = await startSharing({
+        config,
+        logger: init.logger,
+        libp2p,
+        signer,
+        database,
+        encryptionKey,
+        ledger,
+        reputation,
+        sandbox: sandbox.info,
+        runner,
+        capacity: init.capacity,
+        advertiserTiming: init.advertiserTiming
+      }, stopSteps)
+
+      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, runner, git }, stopSteps)
 
       const trustExchange = new TrustExchange({ libp2p, reputation, signer, logger: init.logger.child({ component: 'trust' }) })
       await trustExchange.start()
       trustExchange.startRounds(async () => await peersWithProtocol(libp2p, TRUST_PROTOCOL))
       stopSteps.push(async () => { await trustExchange.stop() })
-
-      // Also removes the containers and workspaces a killed run left behind.
-      const sandbox = await startSandbox(config, libp2p.peerId.toString(), init.logger)
-      stopSteps.push(async () => { await sandbox.stop() })
 
       let node: EmdxNode | undefined
       const api = await startApiServer({
@@ -188,17 +243,39 @@ export class EmdxNode {
             peers: async () => await requireStarted(node).peers()
           })
           registerCapacityRoutes(app, {
-            ownRecord: () => advertiser?.currentCapacityRecord(),
+            ownRecord: () => sharing?.advertiser.currentCapacityRecord(),
             seenRecords: () => discovery.seenRecords(),
             refresh: async (signal) => { await requireStarted(node).refreshNetworkView(signal) }
           })
           registerCreditsRoutes(app, () => requireStarted(node))
+          registerCascadeRoutes(app, { cascades: requesting.cascades, events: requesting.events, documents: requesting.documents })
+          registerRunRoutes(app, { dispatcher: requesting.dispatcher, runner, images: config.images.map(image => image.name) })
         }
       })
       stopSteps.push(async () => { await api.close() })
 
-      node = new EmdxNode({ config, logger, database, signer, encryptionKey, libp2p, discovery, advertiser, ledger, reputation, trustExchange, sandbox, api, stopSteps })
-      logger.info({ peer: signer.peerId, api: api.url, sharing: advertiser !== undefined, sandbox: sandbox.info.backend }, 'node started')
+      node = new EmdxNode({
+        config,
+        logger,
+        database,
+        signer,
+        encryptionKey,
+        libp2p,
+        discovery,
+        ledger,
+        reputation,
+        trustExchange,
+        sandbox,
+        runner,
+        advertiser: sharing?.advertiser,
+        leases: sharing?.leases,
+        executor: sharing?.executor,
+        requesting,
+        api,
+        stopSteps
+      })
+      const resumed = await requesting.cascades.resume()
+      logger.info({ peer: signer.peerId, api: api.url, sharing: sharing !== undefined, sandbox: sandbox.info.backend, resumedCascades: resumed }, 'node started')
       return node
     } catch (err) {
       await runStopSteps(stopSteps, logger)
@@ -232,9 +309,12 @@ export class EmdxNode {
       connectedPeers: this.libp2p.getPeers().length,
       routingTableSize: this.routingTableSize(),
       share: {
-        enabled: this.config.share && this.sandbox.executor !== undefined,
+        enabled: this.executor !== undefined,
         cpus: this.config.shareCpu,
-        memoryBytes: this.config.shareMem
+        memoryBytes: this.config.shareMem,
+        freeCpus: this.leases?.free().cpus ?? 0,
+        freeMemoryBytes: this.leases?.free().memoryBytes ?? 0,
+        runningStages: this.leases?.active().length ?? 0
       },
       sandbox: this.sandbox.info
     }
@@ -294,67 +374,8 @@ export class EmdxNode {
   }
 }
 
-async function startLibp2p (init: NodeInit, database: RootDatabase, privateKey: Ed25519PrivateKey, stopSteps: StopStep[]): Promise<EmdxLibp2p> {
-  const { config } = init
-
-  // datastore-level types its argument as a whole Level; a sublevel has the same API.
-  const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
-  const datastore = new LevelDatastore(sublevel as unknown as ConstructorParameters<typeof LevelDatastore>[0])
-  await datastore.open()
-  stopSteps.push(async () => { await datastore.close() })
-
-  const sequences = new SequenceRegistry()
-  const libp2p = await createNetwork({
-    privateKey,
-    datastore,
-    listenHost: config.listenHost,
-    port: config.port,
-    bootstrap: config.bootstrap,
-    mdns: config.mdns,
-    validators: { emdx: createCapacityValidator({ sequences }) },
-    selectors: { emdx: selectCapacityRecord }
-  })
-  logPeerEvents(libp2p, init.logger.child({ component: 'network' }))
-  await startNetwork(libp2p, config)
-  stopSteps.push(async () => { await libp2p.stop() })
-  const stopWatching = watchBootstrap(libp2p, config.bootstrap, init.logger.child({ component: 'bootstrap' }))
-  stopSteps.push(async () => { stopWatching() })
-  return libp2p
-}
-
-const CAPACITY_SEQ_KEY = 'capacity-seq'
-
-async function startAdvertising (
-  init: NodeInit,
-  parts: { libp2p: EmdxLibp2p, signer: Signer, database: RootDatabase, encryptionKey: EncryptionKeyPair },
-  stopSteps: StopStep[]
-): Promise<CapacityAdvertiser | undefined> {
-  const logger = init.logger.child({ component: 'advertiser' })
-  const capacity = init.capacity
-  if (!init.config.share || capacity === undefined) {
-    return undefined
-  }
-
-  const store = parts.database.sublevel<string, string>('dht', { keyEncoding: 'utf8', valueEncoding: 'utf8' })
-  const advertiser = new CapacityAdvertiser({
-    libp2p: parts.libp2p,
-    signer: parts.signer,
-    logger,
-    encryptionKey: parts.encryptionKey.publicKey,
-    capacity: () => capacity.snapshot(),
-    // TODO: the head of this node's receipt chain, once the ledger exists.
-    receiptHead: () => null,
-    loadSeq: async () => Number(await store.get(CAPACITY_SEQ_KEY) ?? 0),
-    saveSeq: async (seq) => { await store.put(CAPACITY_SEQ_KEY, String(seq)) },
-    timing: init.advertiserTiming
-  })
-  capacity.onChange(() => { advertiser.capacityChanged() })
-
-  const stopServing = await serveCapacity({ libp2p: parts.libp2p, logger, currentRecord: () => advertiser.currentRecord() })
-  stopSteps.push(stopServing)
-  await advertiser.start()
-  stopSteps.push(async () => { await advertiser.stop() })
-  return advertiser
+function skippedSandbox (): NodeSandbox {
+  return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason: 'the sandbox was not started' }, stop: async () => {} }
 }
 
 function requireStarted (node: EmdxNode | undefined): EmdxNode {
@@ -362,31 +383,6 @@ function requireStarted (node: EmdxNode | undefined): EmdxNode {
     throw new Error('the node is still starting')
   }
   return node
-}
-
-async function startNetwork (libp2p: EmdxLibp2p, config: NodeConfig): Promise<void> {
-  try {
-    await libp2p.start()
-  } catch (err) {
-    try {
-      await libp2p.stop()
-    } catch {
-      // The start error below is the one worth reporting.
-    }
-    if (String((err as Error).message).includes('EADDRINUSE') || (err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new PortInUseError(config.port, `libp2p port ${config.port} on ${config.listenHost} is already in use; stop the process using it or pass --port with another port`, { cause: err })
-    }
-    throw err
-  }
-}
-
-function logPeerEvents (libp2p: EmdxLibp2p, logger: Logger): void {
-  libp2p.addEventListener('peer:connect', (event) => {
-    logger.info({ peer: event.detail.toString() }, 'peer connected')
-  })
-  libp2p.addEventListener('peer:disconnect', (event) => {
-    logger.info({ peer: event.detail.toString() }, 'peer disconnected')
-  })
 }
 
 async function runStopSteps (steps: StopStep[], logger: Logger): Promise<void> {

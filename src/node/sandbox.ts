@@ -31,7 +31,7 @@ export function executorStateDir (config: NodeConfig, nodeId: string): string {
  * Creates the executor from the node's settings. A node that shares nothing,
  * or finds no usable sandbox, gets none and a reason; it still starts.
  */
-export async function startSandbox (config: NodeConfig, nodeId: string, logger: Logger): Promise<NodeSandbox> {
+export async function startSandbox (config: NodeConfig, nodeId: string, logger: Logger, collect?: (jobId: string, workspacePath: string) => Promise<void>): Promise<NodeSandbox> {
   const stop = async (): Promise<void> => {}
   if (!config.share) {
     return { info: { backend: 'none', runtime: 'none', isolation: 'none', reason: 'sharing is off (--no-share)' }, stop }
@@ -49,7 +49,8 @@ export async function startSandbox (config: NodeConfig, nodeId: string, logger: 
       agentEgress: config.agentEgress,
       agent: { command: config.agentCommand, model: config.agentModel, apiKey, baseUrl: config.agentBaseUrl },
       limits: { cpus: config.shareCpu, memoryBytes: config.shareMem },
-      logger
+      logger,
+      collect
     })
     return { ...created, stop: async () => { await stopExecutor(created.executor, stateDir) } }
   } catch (err) {

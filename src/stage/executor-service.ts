@@ -350,6 +350,7 @@ export class ExecutorService {
         agent: payload.kind === 'agent' ? { prompt: payload.prompt, model: payload.model } : undefined,
         input: inputPath === undefined ? undefined : { archivePath: inputPath },
         env: payload.kind === 'command' ? payload.env : undefined,
+        repository: payload.kind === 'agent' ? payload.repository : undefined,
         limits: { timeoutMs: offer.timeoutMs, memoryBytes: lease.memoryBytes, cpus: lease.cpus },
         signal: controller.signal
       }
@@ -547,6 +548,7 @@ function toResultPayload (result: RunnerResult): StageResultPayload {
           inputTokens: result.agent.usage.inputTokens,
           outputTokens: result.agent.usage.outputTokens,
           costUsd: result.agent.usage.costUsd
-        }
+        },
+    bundle: result.bundle
   }
 }

@@ -1,3 +1,5 @@
+import type { Stage } from '../cascade/stages.js'
+
 /**
  * What the stage protocol needs of the local sandbox executor: start one
  * run, read its progress, wait for its result. The sandbox executor
@@ -17,6 +19,8 @@ export interface RunnerSpec {
   env?: Record<string, string>
   limits?: { timeoutMs?: number, memoryBytes?: number, cpus?: number }
   signal?: AbortSignal
+  /** A git bundle to check out as the workspace; see RepositoryStageRunner. */
+  repository?: { bundle: Uint8Array, docId: number, stage: Stage }
 }
 
 export type RunnerProgress =
@@ -36,6 +40,8 @@ export interface RunnerResult {
     isError: boolean
     usage: { inputTokens: number, outputTokens: number, costUsd: number }
   }
+  /** A bundle of the branch holding the agent's commit, for stages run on a repository. */
+  bundle?: Uint8Array
 }
 
 export interface RunnerRun {

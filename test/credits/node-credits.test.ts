@@ -21,7 +21,7 @@ const bin = fileURLToPath(new URL('../../bin/emdx-node.js', import.meta.url))
 
 async function startNode (dataDir: string): Promise<EmdxNode> {
   const config = await loadConfig(dataDir, { port: '0', apiPort: '0', listenHost: '127.0.0.1', mdns: false })
-  return await EmdxNode.start({ config, logger: silentLogger() })
+  return await EmdxNode.start({ config, logger: silentLogger(), skipSandbox: true })
 }
 
 describe('node credits', () => {

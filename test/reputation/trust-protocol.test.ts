@@ -17,7 +17,7 @@ import { newSigner } from '../helpers/credits.js'
 
 async function startNode (folder: string, name: string): Promise<EmdxNode> {
   const config = await loadConfig(path.join(folder, name), { port: '0', apiPort: '0', listenHost: '127.0.0.1', mdns: false })
-  return await EmdxNode.start({ config, logger: silentLogger() })
+  return await EmdxNode.start({ config, logger: silentLogger(), skipSandbox: true })
 }
 
 /** Writes one raw message on a fresh trust stream and returns whether the listener sent a response. */

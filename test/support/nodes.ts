@@ -40,7 +40,8 @@ export async function startTestNode (options: TestNodeOptions = {}, extras: Test
  * once per describe block; the caller stops it with stopTestNode.
  */
 export async function startSharedNode (options: TestNodeOptions = {}, extras: TestNodeExtras = {}): Promise<EmdxNode> {
-  return await EmdxNode.start({ ...extras, config: await testConfig(options), logger: silentLogger() })
+  // Tests get a real sandbox only when they ask for one with skipSandbox: false.
+  return await EmdxNode.start({ skipSandbox: true, ...extras, config: await testConfig(options), logger: silentLogger() })
 }
 
 export async function stopTestNode (node: EmdxNode): Promise<void> {

@@ -28,6 +28,7 @@ interface StartOptions {
   agentModel?: string
   agentApiKeyEnv?: string
   agentBaseUrl?: string
+  price?: string
   logLevel?: string
   logFormat?: LogFormat
   stopWhenStdinCloses?: boolean
@@ -57,6 +58,7 @@ export function registerStartCommand (program: Command): void {
     .option('--agent-model <model>', 'model name passed to the agent (default sonnet)')
     .option('--agent-api-key-env <name>', 'environment variable holding the agent\'s API key, passed only into agent sandboxes (default ANTHROPIC_API_KEY)')
     .option('--agent-base-url <url>', 'model API base URL given to agents, such as a local stand-in')
+    .option('--price <cpu,gib,tokens>', 'what this node charges, in millicredits per CPU second, per GiB second and per 1000 agent tokens (default 10,1,20)')
     .option('--log-level <level>', 'trace, debug, info, warn or error (default info, or EMDX_LOG_LEVEL)')
     .addOption(new Option('--log-format <format>', 'pretty for people, json for log collectors (default: pretty on a terminal)').choices(['pretty', 'json']))
     // For `devnet`: a node stops when the devnet process that started it dies.
@@ -86,6 +88,7 @@ function explicitSettings (options: StartOptions, command: Command): SettingsInp
   if (given('agentModel')) settings.agentModel = options.agentModel
   if (given('agentApiKeyEnv')) settings.agentApiKeyEnv = options.agentApiKeyEnv
   if (given('agentBaseUrl')) settings.agentBaseUrl = options.agentBaseUrl
+  if (given('price')) settings.price = options.price
   return settings
 }
 
