@@ -108,6 +108,11 @@ export function registerCascadeRoutes (app: ApiApp, source: CascadeRouteSource):
     return { cascades: (await source.cascades.list()).slice(0, limit) }
   })
 
+  app.post('/api/v1/cascades/sync', async () => {
+    const resumed = await source.cascades.resume()
+    return { resumed, cascades: (await source.cascades.list()).filter(record => record.status === 'running') }
+  })
+
   app.post<{ Params: { id: string } }>('/api/v1/cascade/:id/cancel', async (request, reply) => {
     const record = await source.cascades.get(request.params.id)
     if (record === undefined) {

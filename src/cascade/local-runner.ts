@@ -1,3 +1,4 @@
+import { summarizeAgentLine } from '../stage/agent-progress.js'
 import { newJobId } from '../stage/requester.js'
 import { judgeAgentResult } from './remote-runner.js'
 import type { StageRunner } from '../stage/runner.js'
@@ -30,8 +31,9 @@ export class LocalTransformRunner implements TransformRunner {
       signal: hooks.signal
     })
     for await (const event of run.progress) {
-      if (event.type === 'log') {
-        hooks.onEvent({ type: 'progress', provider: 'local', jobId, progress: { type: 'progress', lines: [{ stream: event.stream, line: event.line }], dropped: 0 } })
+      const line = event.type !== 'log' ? undefined : (event.stream === 'stdout' ? summarizeAgentLine(event.line) : event.line)
+      if (event.type === 'log' && line !== undefined) {
+        hooks.onEvent({ type: 'progress', provider: 'local', jobId, progress: { type: 'progress', lines: [{ stream: event.stream, line }], dropped: 0 } })
       }
     }
     const result = await run.result

@@ -100,10 +100,11 @@ export interface CascadeServiceInit {
   workDir: string
 }
 
+/** Limits of each stage unless the request sets them; 512 MiB fits the agent CLI with room to spare. */
 export const DEFAULT_CASCADE_LIMITS = {
   timeoutMs: 15 * 60_000,
   cpus: 1,
-  memoryBytes: 1024 ** 3,
+  memoryBytes: 512 * 1024 ** 2,
   maxCredits: 50_000
 }
 
@@ -135,9 +136,9 @@ export class CascadeService {
     return record
   }
 
-  /** Continues every cascade that was running when the node stopped. */
+  /** Continues every unfinished cascade that is not running here, as after a restart; returns how many. */
   async resume (): Promise<number> {
-    const unfinished = await this.init.store.unfinished()
+    const unfinished = (await this.init.store.unfinished()).filter(record => !this.running.has(record.id))
     for (const record of unfinished) {
       this.logger.info({ cascade: record.id }, 'resuming a cascade from its last checkpoint')
       this.start(record)

@@ -5,6 +5,7 @@ import { VERSION } from '../node/version.js'
 import { registerCapacityCommand } from './commands/capacity.js'
 import { registerCreditsCommands } from './commands/credits.js'
 import { registerDevnetCommand } from './commands/devnet.js'
+import { registerRunCommand } from './commands/run.js'
 import { registerStartCommand } from './commands/start.js'
 import { registerStatusCommands } from './commands/status.js'
 
@@ -17,6 +18,7 @@ registerStartCommand(program)
 registerStatusCommands(program)
 registerCapacityCommand(program)
 registerCreditsCommands(program)
+registerRunCommand(program)
 registerDevnetCommand(program)
 
 try {

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process'
+import { mkdir } from 'node:fs/promises'
 import path from 'node:path'
 import { promisify } from 'node:util'
 import Docker from 'dockerode'
@@ -64,6 +65,9 @@ const DOCKER_PING_TIMEOUT_MS = 3000
  */
 export async function createExecutor (settings: ExecutorSettings): Promise<CreatedExecutor> {
   const logger = settings.logger.child({ component: 'exec' })
+  // The egress proxy's socket lives here; listening on a socket in a
+  // missing folder fails with a misleading EACCES.
+  await mkdir(settings.stateDir, { recursive: true, mode: 0o711 })
   const images = new ImageAllowList(settings.images)
   const limits = { ...DEFAULT_LIMITS, ...settings.limits }
   const workspaces = new WorkspaceManager(path.join(settings.stateDir, 'workspaces'), logger)

@@ -7,7 +7,8 @@ import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
 import { sha256 } from '../records/hash.js'
 import { StageChannel, StageProtocolError } from './channel.js'
-import { chunkSchema, countersignedSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { summarizeAgentLine } from './agent-progress.js'
+import { chunkSchema, countersignedSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, MAX_PROGRESS_LINE_CHARS, MAX_PROGRESS_LINES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
 import type { AdmissionLedger, RequesterTrust } from '../credits/admission.js'
 import type { ChainSegment, ChainState } from '../credits/chain.js'
@@ -341,7 +342,7 @@ export class ExecutorService {
     channel.stream.addEventListener('close', onClose)
     const inputPath = payload.workspace === undefined ? undefined : await this.writeInput(offer.jobId, payload.workspace)
 
-    const forwarder = new ProgressForwarder(channel, this.timing, logger)
+    const forwarder = new ProgressForwarder(channel, this.timing, logger, offer.kind === 'agent')
     try {
       const spec: RunnerSpec = {
         jobId: offer.jobId,
@@ -477,11 +478,14 @@ class ProgressForwarder {
   private timer?: NodeJS.Timeout
   private sending: Promise<void> = Promise.resolve()
   private stopped = false
+  private readonly agent: boolean
 
-  constructor (channel: StageChannel, timing: ExecutorTiming, logger: Logger) {
+  /** `agent` turns the agent's stream-json on stdout into short lines for people. */
+  constructor (channel: StageChannel, timing: ExecutorTiming, logger: Logger, agent: boolean) {
     this.channel = channel
     this.timing = timing
     this.logger = logger
+    this.agent = agent
   }
 
   start (): void {
@@ -493,10 +497,16 @@ class ProgressForwarder {
       this.state = event.state
     } else if (event.type === 'dropped') {
       this.dropped += event.lines
-    } else if (this.lines.length < 20) {
-      this.lines.push({ stream: event.stream, line: event.line.slice(0, 1024) })
     } else {
-      this.dropped++
+      const line = this.agent && event.stream === 'stdout' ? summarizeAgentLine(event.line) : event.line
+      if (line === undefined) {
+        return
+      }
+      if (this.lines.length < MAX_PROGRESS_LINES) {
+        this.lines.push({ stream: event.stream, line: line.slice(0, MAX_PROGRESS_LINE_CHARS) })
+      } else {
+        this.dropped++
+      }
     }
   }
 

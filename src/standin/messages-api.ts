@@ -27,6 +27,8 @@ export interface MessagesApiStandInInit {
    * The key is compared, never stored in a log line.
    */
   expectedApiKey?: string
+  /** Wait this long before each reply, so that a stage runs long enough for tests to act during it. */
+  replyDelayMs?: number
 }
 
 /** One request the stand-in served; tests read these. */
@@ -132,8 +134,11 @@ async function handleRequest (request: IncomingMessage, response: ServerResponse
 
   const model = typeof body.model === 'string' ? body.model : 'stand-in'
   const content = hasToolResult(body.messages)
-    ? [{ type: 'text', text: `${STAND_IN_LABEL} Wrote ${STAND_IN_FILE_NAME} as scripted. This text is not model output.` }]
+    ? [{ type: 'text', text: finalText(body.messages) }]
     : [writeToolCall(workingDirectory(body.system))]
+  if (init.replyDelayMs !== undefined && init.replyDelayMs > 0) {
+    await new Promise(resolve => setTimeout(resolve, init.replyDelayMs))
+  }
   record.reply = content[0]?.type === 'tool_use' ? 'tool_use' : 'text'
 
   if (body.stream === true) {
@@ -142,6 +147,33 @@ async function handleRequest (request: IncomingMessage, response: ServerResponse
     response.writeHead(200, { 'content-type': 'application/json' })
     response.end(JSON.stringify(message(model, content, stopReason(content))))
   }
+}
+
+/**
+ * The scripted final answer: the label, what was done, and the start of the
+ * request it answers, so that each stage's document shows which request it
+ * came from.
+ */
+function finalText (messages: unknown): string {
+  const request = firstUserText(messages).split('\n').map(line => line.trim()).find(line => line !== '') ?? ''
+  const excerpt = request.length > 160 ? `${request.slice(0, 157)}...` : request
+  return `${STAND_IN_LABEL} Wrote ${STAND_IN_FILE_NAME} as scripted. This text is not model output.\n\nThe request began: ${excerpt}`
+}
+
+function firstUserText (messages: unknown): string {
+  if (!Array.isArray(messages)) {
+    return ''
+  }
+  const first = messages.find((entry: { role?: unknown }) => entry?.role === 'user') as { content?: unknown } | undefined
+  if (typeof first?.content === 'string') {
+    return first.content
+  }
+  if (Array.isArray(first?.content)) {
+    // The agent may put reminders before the prompt; the prompt is the last text block.
+    const blocks = first.content.filter((part: { type?: unknown, text?: unknown }) => part?.type === 'text' && typeof part.text === 'string') as Array<{ text: string }>
+    return blocks[blocks.length - 1]?.text ?? ''
+  }
+  return ''
 }
 
 async function readBody (request: IncomingMessage): Promise<string> {

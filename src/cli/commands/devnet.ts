@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
 import os from 'node:os'
@@ -6,7 +7,10 @@ import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { DEFAULT_API_PORT } from '../../node/config.js'
+import { Option } from 'commander'
 import { ConfigError, EmdxError } from '../../node/errors.js'
+import { silentLogger } from '../../node/logger.js'
+import { startMessagesApiStandIn } from '../../standin/messages-api.js'
 import { formatTable } from '../output.js'
 import type { NodeStatus } from '../../node/node.js'
 import type { ChildProcess } from 'node:child_process'
@@ -19,6 +23,16 @@ interface DevnetOptions {
   shareCpu?: string
   shareMem: string
   fresh?: boolean
+  offline?: boolean
+  runtime?: string
+}
+
+/** How the devnet's agents reach a model: a stand-in on loopback, the user's key, or none. */
+interface AgentAccess {
+  args: string[]
+  env: NodeJS.ProcessEnv
+  description: string
+  close: () => Promise<void>
 }
 
 interface DevnetNode {
@@ -43,8 +57,10 @@ export function registerDevnetCommand (program: Command): void {
     .option('--base-dir <path>', 'folder holding one data directory per node', path.join(os.homedir(), '.emdx-devnet'))
     .option('--api-port <port>', 'API port of the first node; node i uses this port + i', String(DEFAULT_API_PORT))
     .option('--share-cpu <n>', 'CPUs each node shares (default 1)')
-    .option('--share-mem <size>', 'memory each node shares', '512m')
+    .option('--share-mem <size>', 'memory each node shares', '1g')
     .option('--fresh', 'delete the nodes\' data directories first (new identities, empty ledgers)')
+    .option('--offline', 'serve a scripted stand-in of the model API on loopback to the nodes\' agents, so cascades run without a model key; its output is labelled and is not a model\'s')
+    .addOption(new Option('--runtime <runtime>', 'sandbox runtime of every node (default auto)').choices(['auto', 'runsc', 'runc', 'bwrap']))
     .action(async (options: DevnetOptions) => {
       await runDevnet(options)
     })
@@ -70,8 +86,12 @@ async function runDevnet (options: DevnetOptions): Promise<void> {
   }
   await mkdir(baseDir, { recursive: true, mode: 0o700 })
 
+  const agents = await agentAccess(options)
   const nodes: DevnetNode[] = []
-  const stopAll = async (): Promise<void> => { await stopNodes(nodes) }
+  const stopAll = async (): Promise<void> => {
+    await stopNodes(nodes)
+    await agents.close()
+  }
   let stopping = false
   const onSignal = (): void => {
     if (stopping) {
@@ -85,10 +105,10 @@ async function runDevnet (options: DevnetOptions): Promise<void> {
   process.on('SIGTERM', onSignal)
 
   try {
-    process.stdout.write(`starting ${count} node${count === 1 ? '' : 's'} in ${baseDir}\n`)
+    process.stdout.write(`starting ${count} node${count === 1 ? '' : 's'} in ${baseDir}; agents: ${agents.description}\n`)
     for (let index = 0; index < count; index++) {
       const bootstrap = index === 0 ? [] : (nodes[0]?.status?.addresses.slice(0, 1) ?? [])
-      const node = spawnNode(baseDir, index, apiPort + index, bootstrap, options)
+      const node = spawnNode(baseDir, index, apiPort + index, bootstrap, options, agents)
       nodes.push(node)
       node.status = await waitForNode(node)
     }
@@ -106,7 +126,31 @@ async function runDevnet (options: DevnetOptions): Promise<void> {
   printDevnet(nodes)
 }
 
-function spawnNode (baseDir: string, index: number, apiPort: number, bootstrap: string[], options: DevnetOptions): DevnetNode {
+/**
+ * Chooses how agents reach a model. Offline, a stand-in serves them on
+ * loopback, reached through each node's egress proxy with a key made up for
+ * this devnet. With ANTHROPIC_API_KEY set, agents may reach the Anthropic
+ * API. Otherwise agents have no model, and the nodes offer only command
+ * stages.
+ */
+async function agentAccess (options: DevnetOptions): Promise<AgentAccess> {
+  if (options.offline === true) {
+    const apiKey = `sk-emdx-devnet-${randomBytes(16).toString('hex')}`
+    const standIn = await startMessagesApiStandIn({ logger: silentLogger(), expectedApiKey: apiKey })
+    return {
+      args: ['--agent-base-url', standIn.url, '--agent-egress', `127.0.0.1:${standIn.port}`, '--agent-model', 'claude-stand-in'],
+      env: { ANTHROPIC_API_KEY: apiKey },
+      description: `scripted stand-in at ${standIn.url} (offline; its output is labelled and is not a model's)`,
+      close: async () => { await standIn.close() }
+    }
+  }
+  if (process.env.ANTHROPIC_API_KEY !== undefined && process.env.ANTHROPIC_API_KEY !== '') {
+    return { args: ['--agent-egress', 'api.anthropic.com:443'], env: {}, description: 'the Claude API with your ANTHROPIC_API_KEY', close: async () => {} }
+  }
+  return { args: [], env: {}, description: 'none (set ANTHROPIC_API_KEY, or pass --offline for a stand-in), so only command stages run', close: async () => {} }
+}
+
+function spawnNode (baseDir: string, index: number, apiPort: number, bootstrap: string[], options: DevnetOptions, agents: AgentAccess): DevnetNode {
   const name = `node-${index}`
   const dataDir = path.join(baseDir, name)
   const logFile = path.join(baseDir, `${name}.log`)
@@ -125,6 +169,10 @@ function spawnNode (baseDir: string, index: number, apiPort: number, bootstrap: 
   if (options.shareCpu !== undefined) {
     args.push('--share-cpu', options.shareCpu)
   }
+  if (options.runtime !== undefined) {
+    args.push('--runtime', options.runtime)
+  }
+  args.push(...agents.args)
   for (const address of bootstrap) {
     args.push('--bootstrap', address)
   }
@@ -133,7 +181,7 @@ function spawnNode (baseDir: string, index: number, apiPort: number, bootstrap: 
   // Each node gets its own process group, so a Ctrl-C in the terminal reaches
   // only the devnet, which then stops the nodes once and in order. The stdin
   // pipe stops a node when the devnet dies without cleaning up.
-  const child = spawn(process.execPath, args, { stdio: ['pipe', log, log], detached: true })
+  const child = spawn(process.execPath, args, { stdio: ['pipe', log, log], detached: true, env: { ...process.env, ...agents.env } })
   closeSync(log)
   return { name, dataDir, apiPort, logFile, child }
 }

@@ -1,0 +1,69 @@
+import { spawn } from 'node:child_process'
+import { constants } from 'node:fs'
+import { access, realpath } from 'node:fs/promises'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+/** The `emdx cascade` subcommands this tool implements. */
+export const CASCADE_SUBCOMMANDS = ['add', 'status', 'show', 'runs', 'sync']
+
+/**
+ * True when this tool handles the arguments: `emdx cascade` with one of its
+ * subcommands, or a request for help or the version.
+ */
+export function implemented (args: string[]): boolean {
+  const [command, subcommand] = args
+  if (command === undefined || command === '--help' || command === '-h' || command === '--version' || command === '-V' || command === 'help') {
+    return true
+  }
+  if (command !== 'cascade') {
+    return false
+  }
+  return subcommand === undefined || subcommand.startsWith('-') || subcommand === 'help' || CASCADE_SUBCOMMANDS.includes(subcommand)
+}
+
+/** The files this tool itself is started from, so PATH search can skip them. */
+async function ownExecutables (): Promise<Set<string>> {
+  const own = new Set<string>()
+  const script = process.argv[1]
+  if (script !== undefined) {
+    own.add(await realpath(script).catch(() => script))
+  }
+  own.add(await realpath(fileURLToPath(new URL('../../bin/emdx.js', import.meta.url))).catch(() => ''))
+  return own
+}
+
+/** Finds the first `emdx` on PATH that is not this tool, such as the Python EMDX. */
+export async function findPythonEmdx (env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+  const own = await ownExecutables()
+  for (const dir of (env.PATH ?? '').split(path.delimiter).filter(entry => entry !== '')) {
+    const candidate = path.join(dir, 'emdx')
+    try {
+      await access(candidate, constants.X_OK)
+    } catch {
+      continue
+    }
+    const resolved = await realpath(candidate).catch(() => candidate)
+    if (!own.has(resolved)) {
+      return candidate
+    }
+  }
+  return undefined
+}
+
+/** Runs the Python emdx with the same arguments; resolves with the exit code to use. */
+export async function handOver (args: string[]): Promise<number> {
+  const python = await findPythonEmdx()
+  if (python === undefined) {
+    process.stderr.write(`emdx: "${args.join(' ')}" is not a cascade command, and no other emdx is installed on PATH to run it; install EMDX (pip install emdx) or use "emdx cascade --help"\n`)
+    return 127
+  }
+  const child = spawn(python, args, { stdio: 'inherit' })
+  return await new Promise(resolve => {
+    child.on('error', (err) => {
+      process.stderr.write(`emdx: cannot run ${python}: ${err.message}\n`)
+      resolve(127)
+    })
+    child.on('exit', (code, signal) => { resolve(code ?? (signal === null ? 1 : 128)) })
+  })
+}
