@@ -115,6 +115,11 @@ export async function createCgroup (paths: CgroupPaths, limits: CgroupLimits): P
   for (const folder of folders(paths)) {
     await mkdir(folder, { recursive: true })
   }
+  await setCgroupLimits(paths, limits)
+}
+
+/** Writes memory (swap included), CPU and pids limits into an existing cgroup. */
+export async function setCgroupLimits (paths: CgroupPaths, limits: CgroupLimits): Promise<void> {
   const periodUs = 100_000
   const quotaUs = Math.max(1000, Math.round(limits.cpus * periodUs))
 

@@ -137,9 +137,26 @@ export class SandboxExecutor implements StageExecutor {
     await this.init.egress?.stop()
   }
 
+  /** A warm sandbox with its memory and CPU lowered to the job's, or undefined when none fits or lowering fails. */
+  private async warmSandbox (image: SandboxImage, limits: StageLimits): Promise<PreparedSandbox | undefined> {
+    const warm = this.pool?.take(image, limits)
+    if (warm === undefined || this.pool === undefined) {
+      return undefined
+    }
+    const pooled = this.pool.limits
+    if (limits.memoryBytes === pooled.memoryBytes && limits.cpus === pooled.cpus) {
+      return warm
+    }
+    if (warm.tighten !== undefined && await warm.tighten({ cpus: limits.cpus, memoryBytes: limits.memoryBytes })) {
+      return warm
+    }
+    await warm.discard()
+    return undefined
+  }
+
   /** A warm sandbox when one fits, else a new one; the input archive is checked and extracted into it. */
   private async prepare (spec: StageSpec, image: SandboxImage, limits: StageLimits): Promise<PreparedSandbox> {
-    const prepared = this.pool?.take(image, limits) ?? await this.driver.prepare({ jobId: spec.jobId, image, limits, signal: spec.signal })
+    const prepared = await this.warmSandbox(image, limits) ?? await this.driver.prepare({ jobId: spec.jobId, image, limits, signal: spec.signal })
     if (spec.input === undefined) {
       return prepared
     }

@@ -51,15 +51,23 @@ export class WarmPool {
   }
 
   /**
-   * A warm sandbox for this image and these limits, or undefined when none
-   * fits. The caller refills the pool (`fill`) once its run has finished,
-   * so that preparing the replacement does not compete with the run for CPU.
+   * A warm sandbox for this image that can serve these limits, or undefined
+   * when none fits. Warm sandboxes have the executor's largest memory and
+   * CPU limits; a job that needs less gets one whose limits the caller
+   * lowers with `tighten` before the job starts. The caller refills the
+   * pool (`fill`) once its run has finished, so that preparing the
+   * replacement does not compete with the run for CPU.
    */
   take (image: SandboxImage, limits: StageLimits): PreparedSandbox | undefined {
-    if (image.name !== this.init.image.name || !sameLimits(limits, this.init.limits)) {
+    if (image.name !== this.init.image.name || !fits(limits, this.init.limits)) {
       return undefined
     }
     return this.ready.shift()
+  }
+
+  /** The memory and CPU limits of the pool's sandboxes. */
+  get limits (): StageLimits {
+    return this.init.limits
   }
 
   async close (): Promise<void> {
@@ -84,6 +92,20 @@ export class WarmPool {
   }
 }
 
-function sameLimits (a: StageLimits, b: StageLimits): boolean {
-  return (Object.keys(a) as Array<keyof StageLimits>).every(key => key === 'timeoutMs' || key === 'outputBytes' || a[key] === b[key])
+/**
+ * True when a sandbox prepared with `prepared` can serve a job with `wanted`:
+ * the same limits, except that memory and CPUs may be lower (they are
+ * lowered before the job starts) and the timeout and output cap, which the
+ * node enforces, may differ.
+ */
+function fits (wanted: StageLimits, prepared: StageLimits): boolean {
+  return (Object.keys(wanted) as Array<keyof StageLimits>).every(key => {
+    if (key === 'timeoutMs' || key === 'outputBytes') {
+      return true
+    }
+    if (key === 'memoryBytes' || key === 'cpus') {
+      return wanted[key] <= prepared[key]
+    }
+    return wanted[key] === prepared[key]
+  })
 }

@@ -40,6 +40,12 @@ export interface PreparedSandbox {
   launch: (request: LaunchRequest) => Promise<LaunchedSandbox>
   /** Removes the sandbox and its workspace; safe to call on every path, also twice. */
   discard: () => Promise<void>
+  /**
+   * Lowers the sandbox's memory and CPU limits before its job starts, so a
+   * warm sandbox prepared with the executor's largest limits can serve a job
+   * that needs less. Resolves false when the backend cannot change them.
+   */
+  tighten?: (limits: { cpus: number, memoryBytes: number }) => Promise<boolean>
 }
 
 export interface LaunchedSandbox {

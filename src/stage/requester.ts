@@ -146,7 +146,6 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
     await sendPayload(channel, jobId, plaintext, executor.encryptionKey, options.signal)
     const result = await receiveResult(channel, peer, jobId, task, accept, context, options)
     const receiptBody = await settle(channel, jobId, peer, task, accept, result, context, options)
-    await channel.close(options.signal).catch(() => {})
     return { jobId, executor: peer, result: result.payload, receipt: receiptBody.receipt, receiptBody: receiptBody.body, price: accept.price }
   } catch (err) {
     channel.abort(err as Error)
@@ -310,7 +309,9 @@ async function settle (channel: StageChannel, jobId: string, peer: string, task:
   // the requester owes the credits whether or not the next message arrives.
   const entry = await context.ledger.append(countersigned, terms)
   await channel.write({ type: 'countersigned', receipt: countersigned, entry }, signal)
-  await receiveWitness(channel, peer, accept, context, signal)
+  // The executor's entry comes after its own ledger append; the stage is
+  // done and paid, so the caller does not wait for it.
+  void receiveWitness(channel, peer, accept, context).finally(() => { channel.close().catch(() => {}) })
   return { receipt: countersigned, body }
 }
 

@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { chown } from 'node:fs/promises'
 import { startRelay } from '../egress/relay.js'
 import { SandboxError } from '../errors.js'
-import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup, removeEmptyCgroupParent } from '../cgroup.js'
+import { cgroupPathsNamed, childCgroups, createCgroup, killCgroupProcesses, procsFiles, readCgroupStats, removeCgroup, removeEmptyCgroupParent, setCgroupLimits } from '../cgroup.js'
 import { bwrapArguments, wrapperArguments } from './arguments.js'
 import { seccompFilter } from './seccomp.js'
 import { jobScript, LAUNCHER_COMMAND } from '../launcher.js'
@@ -142,6 +142,24 @@ class BwrapSandbox implements PreparedSandbox {
   constructor (init: BwrapSandboxInit) {
     this.init = init
     this.workspace = init.workspace
+  }
+
+  /**
+   * Lowers the sandbox's cgroup limits before its job starts. A sandbox
+   * limited by resource limits alone (no writable cgroup) cannot change
+   * them once started, so it resolves false.
+   */
+  async tighten (limits: { cpus: number, memoryBytes: number }): Promise<boolean> {
+    if (this.init.cgroup === undefined) {
+      return false
+    }
+    try {
+      await setCgroupLimits(this.init.cgroup, { ...limits, pids: this.init.limits.pids })
+      return true
+    } catch (err) {
+      this.init.logger.warn({ err }, 'cannot lower the limits of a warm sandbox')
+      return false
+    }
   }
 
   /** Starts bubblewrap and resolves once the sandbox exists, with the pid of its init process. */

@@ -85,6 +85,17 @@ export class StartedContainer implements PreparedSandbox {
     init.waited.catch(() => {})
   }
 
+  /** Lowers the running container's memory (swap included) and CPU quota through the daemon. */
+  async tighten (limits: { cpus: number, memoryBytes: number }): Promise<boolean> {
+    try {
+      await this.init.container.update({ Memory: limits.memoryBytes, MemorySwap: limits.memoryBytes, NanoCpus: Math.round(limits.cpus * 1e9), abortSignal: dockerCallSignal() })
+      return true
+    } catch (err) {
+      this.init.logger.warn({ err }, 'cannot lower the limits of a warm container')
+      return false
+    }
+  }
+
   async launch (request: LaunchRequest): Promise<LaunchedSandbox> {
     if (this.launched) {
       throw new SandboxError(`container ${this.id} already ran a job; containers are never reused`)

@@ -1,0 +1,97 @@
+/**
+ * Overhead of the network: the same trivial command stage (`true`) run
+ * through this node's own sandbox and through the stage protocol on another
+ * node on loopback, which adds the offer, the credit check, sealing, the
+ * result and the receipt exchange. Both nodes use the Docker backend with
+ * its warm pool; runs alternate so that load falls on both alike.
+ *
+ *   npm run build && DOCKER_HOST=... npx tsx bench/stage-overhead.ts [--runs 30]
+ */
+import '../src/node/polyfills.js'
+import { mkdtemp, rm } from 'node:fs/promises'
+import os from 'node:os'
+import path from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { loadConfig } from '../src/node/config.js'
+import { silentLogger } from '../src/node/logger.js'
+import { EmdxNode } from '../src/node/node.js'
+import { newJobId, runRemoteStage } from '../src/stage/requester.js'
+import { formatSummary, summarize } from './support/stats.js'
+import type { CapacityRecord } from '../src/dht/capacity-record.js'
+import type { StageRunner } from '../src/stage/runner.js'
+
+const runsIndex = process.argv.indexOf('--runs')
+const runs = runsIndex >= 0 ? Number(process.argv[runsIndex + 1]) : 30
+const image = `emdx-sandbox-test:latest=${path.resolve('build/test-image/rootfs')}`
+
+async function startNode (baseDir: string, name: string, settings: Record<string, unknown>): Promise<EmdxNode> {
+  const config = await loadConfig(path.join(baseDir, name), { port: 0, apiPort: 0, listenHost: '127.0.0.1', mdns: false, ...settings })
+  return await EmdxNode.start({ config, logger: silentLogger(), advertiserTiming: { debounceMs: 50, retryMs: 100 } })
+}
+
+async function runLocal (runner: StageRunner): Promise<number> {
+  const started = performance.now()
+  const run = await runner.start({ jobId: newJobId(), command: ['true'], limits: { timeoutMs: 30_000, cpus: 1, memoryBytes: 256 * 1024 ** 2 } })
+  for await (const _event of run.progress) {
+    // Read to the end, as the stage protocol does.
+  }
+  const result = await run.result
+  if (result.outcome !== 'succeeded') {
+    throw new Error(`local run ${result.outcome}: ${result.message}`)
+  }
+  return performance.now() - started
+}
+
+async function runRemote (requester: EmdxNode, record: CapacityRecord): Promise<number> {
+  const started = performance.now()
+  const outcome = await runRemoteStage({ libp2p: requester.libp2p, signer: requester.signer, encryptionKey: requester.encryptionKey, logger: silentLogger(), ledger: requester.ledger }, record, {
+    kind: 'command',
+    stage: 'command',
+    payload: { kind: 'command', command: ['true'] },
+    needs: { cpus: 1, memoryBytes: 256 * 1024 ** 2 },
+    timeoutMs: 30_000,
+    maxCredits: 1_000
+  })
+  if (outcome.result.outcome !== 'succeeded') {
+    throw new Error(`remote run ${outcome.result.outcome}: ${outcome.result.message}`)
+  }
+  return performance.now() - started
+}
+
+const baseDir = await mkdtemp(path.join(os.tmpdir(), 'emdx-bench-overhead-'))
+const executor = await startNode(baseDir, 'executor', { runtime: 'runc', image: [image], shareCpu: '2', shareMem: '2g' })
+const requester = await startNode(baseDir, 'requester', { share: false, bootstrap: executor.addresses() })
+try {
+  if (executor.runner === undefined || executor.advertiser === undefined) {
+    throw new Error(`the executor has no sandbox: ${executor.sandbox.info.reason ?? 'unknown reason'}`)
+  }
+  while (requester.libp2p.getPeers().length === 0) {
+    await sleep(100)
+  }
+  const record = executor.advertiser.currentCapacityRecord() as CapacityRecord
+  console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node.js ${process.version}, sandbox ${executor.sandbox.info.backend}/${executor.sandbox.info.runtime}, ${runs} runs each`)
+
+  // Warm-up: the first runs fill caches and open the connection's streams.
+  await runLocal(executor.runner)
+  await runRemote(requester, record)
+
+  const local: number[] = []
+  const remote: number[] = []
+  for (let run = 0; run < runs; run++) {
+    local.push(await runLocal(executor.runner))
+    await sleep(600)
+    remote.push(await runRemote(requester, record))
+    await sleep(600)
+  }
+
+  const localSummary = summarize(local)
+  const remoteSummary = summarize(remote)
+  console.log(`local sandbox:          ${formatSummary(localSummary, 'ms')}`)
+  console.log(`through stage protocol: ${formatSummary(remoteSummary, 'ms')}`)
+  console.log(`added at the median: ${(remoteSummary.median - localSummary.median).toFixed(1)} ms, at p95: ${(remoteSummary.p95 - localSummary.p95).toFixed(1)} ms; ratio of medians ${(remoteSummary.median / localSummary.median).toFixed(2)}x`)
+} finally {
+  await requester.stop()
+  await executor.stop()
+  await rm(baseDir, { recursive: true, force: true })
+}
+process.exit(0)
