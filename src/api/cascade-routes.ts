@@ -37,7 +37,7 @@ export const cascadeBodySchema = z.strictObject({
   cpus: z.number().min(0.1).max(64).optional(),
   /** Memory of each stage, such as "1g", or a number of bytes. */
   memory: z.union([z.string(), z.number().int().positive()]).optional(),
-  /** The most one stage may cost, in millicredits. */
+  /** The maximum one stage may cost, in millicredits. */
   maxCredits: z.number().int().positive().max(1e12).optional(),
   callbackUrl: z.url({ protocol: /^https?$/ }).optional(),
   callback_url: z.url({ protocol: /^https?$/ }).optional()
@@ -52,7 +52,7 @@ function notFound (reply: FastifyReply, message: string): FastifyReply {
 }
 
 /**
- * The cascade gateway: `POST /api/v1/cascade`, `GET /api/v1/cascade/:id`,
+ * Registers the cascade gateway: `POST /api/v1/cascade`, `GET /api/v1/cascade/:id`,
  * `GET /api/v1/cascades`, `POST /api/v1/cascade/:id/cancel`, the event
  * stream `GET /api/v1/events` and the documents cascades wrote.
  */

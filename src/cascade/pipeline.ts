@@ -23,7 +23,7 @@ export class CascadeRequestError extends EmdxError {
   }
 }
 
-/** What `emdx cascade add` and `POST /api/v1/cascade` ask for. */
+/** A request of `emdx cascade add` and `POST /api/v1/cascade`. */
 export interface CascadeRequest {
   /** The idea, or the text of the starting document. */
   content?: string
@@ -43,7 +43,7 @@ export interface CascadeRequest {
   timeoutMs?: number
   cpus?: number
   memoryBytes?: number
-  /** The most one stage may cost, in millicredits. */
+  /** The maximum one stage may cost, in millicredits. */
   maxCredits?: number
   callbackUrl?: string
 }
@@ -447,7 +447,7 @@ export class CascadeService {
 
 type DistributiveOmit<T, K extends keyof T> = T extends unknown ? Omit<T, K> : never
 
-/** A title from the first line of the content, at most 80 characters. */
+/** Makes a title from the first line of the content, at most 80 characters. */
 function titleFrom (content: string): string {
   const line = content.trim().split('\n')[0] ?? ''
   return line.length <= 80 ? line : `${line.slice(0, 77)}...`

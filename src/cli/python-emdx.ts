@@ -22,7 +22,7 @@ export function implemented (args: string[]): boolean {
   return subcommand === undefined || subcommand.startsWith('-') || subcommand === 'help' || CASCADE_SUBCOMMANDS.includes(subcommand)
 }
 
-/** The files this tool itself is started from, so PATH search can skip them. */
+/** Returns the files this tool itself is started from, so PATH search can skip them. */
 async function ownExecutables (): Promise<Set<string>> {
   const own = new Set<string>()
   const script = process.argv[1]

@@ -98,7 +98,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   return { context, dispatcher, documents, events, cascades }
 }
 
-/** Reputation counts completed, failed, timed out and wrong results; a rejection says nothing about quality. */
+/** Records completed, failed, timed out and wrong results in reputation; a rejection tells nothing about quality. */
 function recordOutcome (reputation: Reputation, peer: string, outcome: ProviderOutcome): void {
   if (outcome !== 'rejected') {
     reputation.recordOutcome(peer, outcome)

@@ -119,7 +119,7 @@ async function startExecutorService (init: SharingInit, runner: StageRunner, lea
   return service
 }
 
-/** The capacity a sandbox node advertises: its shared CPUs and memory less the leases taken. */
+/** Builds the capacity a sandbox node advertises: its shared CPUs and memory less the leases taken. */
 function leaseCapacity (init: SharingInit, leases: CapacityLeases, agents: string[]): CapacitySource {
   const runtime: { name: Runtime, isolation: Isolation } = {
     name: init.sandbox.runtime === 'none' ? 'bwrap' : init.sandbox.runtime,

@@ -33,7 +33,7 @@ export interface StageLedger extends AdmissionLedger {
   verifiedChain: (owner: string) => Promise<ChainState>
 }
 
-/** What the executor needs to check a requester's credit and trust before it takes a job. */
+/** The parts the executor uses to check a requester's credit and trust before it takes a job. */
 export interface CreditCheck {
   trust: RequesterTrust
   /** Fork proofs found in a requester's chain or witnesses; the node shares them and distrusts the forker. */
@@ -95,7 +95,7 @@ const DEFAULT_MAX_STREAMS_PER_PEER = 4
 /** Offers from one connection handled at once; libp2p resets streams beyond it. */
 const MAX_INBOUND_STAGE_STREAMS = 256
 
-/** A stage protocol failure that the executor answers with a reject before resetting. */
+/** A stage protocol failure that the executor reports with a reject before resetting. */
 class JobRejected extends Error {
   readonly reason: RejectReason
   readonly retryAfterMs: number
@@ -212,7 +212,7 @@ export class ExecutorService {
    * Asks the requester for its ledger chain from the last entry this node
    * verified (inclusive, so a rewritten history shows as a fork) and admits
    * the job only if the requester's backed balance plus its credit line
-   * covers the most it offered to pay.
+   * covers the maximum it offered to pay.
    */
   private async checkCredit (channel: StageChannel, peer: string, offer: Offer): Promise<void> {
     const credit = this.init.credit
@@ -430,7 +430,7 @@ export class ExecutorService {
     }
   }
 
-  /** Answers a failed job with a reject when the stream still allows it, then resets it. */
+  /** Sends a reject for a failed job when the stream still allows it, then resets the stream. */
   private async fail (channel: StageChannel, peer: string, jobId: string | undefined, err: unknown): Promise<void> {
     if (err instanceof JobRejected) {
       this.stats.rejected[err.reason] = (this.stats.rejected[err.reason] ?? 0) + 1

@@ -21,7 +21,7 @@ import type { Libp2p } from '@libp2p/interface'
 
 /** Why a remote stage did not produce a result; the cascade decides from it whether to retry. */
 export type RemoteFailure =
-  | 'rejected' // the executor said no; see `reason` and `retryAfterMs`
+  | 'rejected' // the executor rejected the offer or the payload; see `reason` and `retryAfterMs`
   | 'unreachable' // the dial or the protocol negotiation failed
   | 'silent' // no message within the heartbeat deadline: the executor is dead or cut off
   | 'protocol' // the executor broke the protocol or hung up
@@ -51,7 +51,7 @@ export interface RemoteStageTask {
   payload: StagePayload
   needs: { cpus: number, memoryBytes: number, image?: string, agent?: string }
   timeoutMs: number
-  /** The most this requester pays, in millicredits. */
+  /** The maximum this requester pays, in millicredits. */
   maxCredits: number
 }
 
@@ -87,7 +87,7 @@ export interface RemoteStageOptions {
   onResult?: (checkpoint: ResultCheckpoint) => Promise<void>
 }
 
-/** What a requester keeps between receiving a result and countersigning its receipt. */
+/** The state a requester keeps between receiving a result and countersigning its receipt. */
 export interface ResultCheckpoint {
   jobId: string
   executor: string
@@ -186,7 +186,7 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
   }
 
   if (answer.jobId !== jobId) {
-    throw new StageProtocolError('unexpected', `the executor answered for job ${answer.jobId}`)
+    throw new StageProtocolError('unexpected', `the executor responded for job ${answer.jobId}`)
   }
   if (answer.type === 'reject') {
     throw new RemoteStageError('rejected', peer, `the executor rejected the stage (${answer.reason}): ${answer.message}`, { reason: answer.reason, retryAfterMs: answer.retryAfterMs })
@@ -197,11 +197,11 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
 /**
  * Sends this node's ledger chain from `fromSeq` on, so the executor can
  * check its credit. A chain too long for one message is cut at the most
- * links that fit; the executor then sees less earned and spent than there is.
+ * links that fit; the executor then counts less earned and spent than there is.
  */
 async function sendLedgerSegment (channel: StageChannel, jobId: string, fromSeq: number, ledger: StageLedger, signal?: AbortSignal): Promise<void> {
   // TODO: send long chains in several segments; an executor meeting a
-  // requester with more than MAX_SEGMENT_LINKS entries sees only a prefix.
+  // requester with more than MAX_SEGMENT_LINKS entries verifies only a prefix.
   let segment = encodeChainSegment(await ledger.exportSegment(fromSeq, MAX_SEGMENT_LINKS))
   let limit = MAX_SEGMENT_LINKS
   while (segment.byteLength > MAX_SEGMENT_BYTES && limit > 1) {

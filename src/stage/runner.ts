@@ -1,7 +1,7 @@
 import type { Stage } from '../cascade/stages.js'
 
 /**
- * What the stage protocol needs of the local sandbox executor: start one
+ * The view of the local sandbox executor that the stage protocol uses: start one
  * run, read its progress, wait for its result. The sandbox executor
  * implements it; this narrow view keeps the protocol independent of the
  * sandbox backends.
