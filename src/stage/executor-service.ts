@@ -196,6 +196,10 @@ export class ExecutorService {
       throw new JobRejected('payload', `the payload of ${offer.payload.bytes} bytes is over this executor's limit of ${this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES}`)
     }
 
+    // A job id seen before is a replay, whether or not capacity is free now.
+    if (this.init.leases.active().some(held => held.jobId === offer.jobId) || await this.init.replay.seen('job', offer.jobId)) {
+      throw new JobRejected('replayed', `job ${offer.jobId} was offered here before`)
+    }
     const lease = this.init.leases.tryReserve(offer.jobId, peer, offer.needs.cpus, offer.needs.memoryBytes)
     if (lease === undefined) {
       const free = this.init.leases.free()

@@ -23,6 +23,12 @@ export class ReplayGuard {
     return guard
   }
 
+  /** True when the id was recorded before, or is being recorded now. */
+  async seen (kind: 'job' | 'key', id: string): Promise<boolean> {
+    const key = `${kind}:${id}`
+    return this.pending.has(key) || (await this.store.get(key)) !== undefined
+  }
+
   /**
    * Records an id; returns false if it was recorded before. Checking and
    * recording are one step, so two streams cannot both pass with one id.

@@ -87,6 +87,8 @@ describe.runIf(missing === undefined)('remote stages in a real sandbox', () => {
   }, 180_000)
 
   it('keeps both ledgers verifiable', async () => {
+    // The executor appends its side after the requester has its result.
+    await waitFor(() => executor.ledger.head().seq === 1, 10_000, 'the executor to record both receipts')
     const executorChain = await executor.ledger.verify()
     const requesterChain = await requester.ledger.verify()
 
