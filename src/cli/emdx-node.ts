@@ -1,7 +1,7 @@
 import '../node/polyfills.js'
-import { Command, CommanderError } from 'commander'
-import { ConfigError, EmdxError } from '../node/errors.js'
+import { Command } from 'commander'
 import { VERSION } from '../node/version.js'
+import { runProgram } from './run-program.js'
 import { registerCapacityCommand } from './commands/capacity.js'
 import { registerCreditsCommands } from './commands/credits.js'
 import { registerDevnetCommand } from './commands/devnet.js'
@@ -21,16 +21,4 @@ registerCreditsCommands(program)
 registerRunCommand(program)
 registerDevnetCommand(program)
 
-try {
-  await program.parseAsync(process.argv)
-} catch (err) {
-  if (err instanceof CommanderError) {
-    process.exit(err.exitCode)
-  }
-  if (err instanceof EmdxError) {
-    process.stderr.write(`emdx-node: ${err.message}\n`)
-    // Exit code 2 for a setting the user must change, 1 for everything else.
-    process.exit(err instanceof ConfigError ? 2 : 1)
-  }
-  throw err
-}
+await runProgram(program)

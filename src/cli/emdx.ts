@@ -1,7 +1,7 @@
 import '../node/polyfills.js'
-import { Command, CommanderError } from 'commander'
-import { EmdxError } from '../node/errors.js'
+import { Command } from 'commander'
 import { VERSION } from '../node/version.js'
+import { runProgram } from './run-program.js'
 import { registerCascadeCommands } from './commands/cascade.js'
 import { handOver, implemented } from './python-emdx.js'
 
@@ -21,15 +21,4 @@ const program = new Command('emdx')
   .showHelpAfterError()
 registerCascadeCommands(program)
 
-try {
-  await program.parseAsync(process.argv)
-} catch (err) {
-  if (err instanceof CommanderError) {
-    process.exit(err.exitCode)
-  }
-  if (err instanceof EmdxError) {
-    process.stderr.write(`emdx: ${err.message}\n`)
-    process.exit(1)
-  }
-  throw err
-}
+await runProgram(program)
