@@ -68,10 +68,10 @@ function renderNetwork (network: NetworkView): void {
   const key = network.providers.map(provider => ({ ...provider, rttMs: undefined, fetchedAt: undefined }))
   fillTable(required<HTMLTableElement>('#providers'), key, () => network.providers.map(provider => [
     peerLabel(provider.peerId, shortPeerId(provider.peerId)),
-    provider.distrusted ? `${formatNumber(provider.trust)} (distrusted)` : formatNumber(provider.trust),
-    `${provider.price.perCpuSecond} / ${provider.price.perGibSecond} / ${provider.price.perThousandTokens}`,
     `${formatNumber(provider.freeCpus)} of ${formatNumber(provider.totalCpus)}`,
     formatBytes(provider.freeMemoryBytes),
+    provider.distrusted ? `${formatNumber(provider.trust)} (distrusted)` : formatNumber(provider.trust),
+    `${provider.price.perCpuSecond} / ${provider.price.perGibSecond} / ${provider.price.perThousandTokens}`,
     `${provider.runtime} (${provider.isolation})`,
     `${provider.rttMs} ms`
   ]), 'No providers seen yet.')
@@ -149,14 +149,14 @@ function renderCredits (credits: CreditsView, now: string): void {
   }
 
   fillTable(required<HTMLTableElement>('#receipts'), credits.receipts, () => credits.receipts.map(receipt => [
-    String(receipt.seq),
     formatTime(receipt.appendedAt),
-    receipt.role === 'executor' ? 'ran it' : 'sent it',
-    peerLabel(receipt.counterparty, shortPeerId(receipt.counterparty)),
     receipt.stage,
-    receipt.outcome.replace(/_/g, ' '),
     formatDelta(receipt.delta),
-    signatureText(receipt.signatures)
+    signatureText(receipt.signatures),
+    peerLabel(receipt.counterparty, shortPeerId(receipt.counterparty)),
+    receipt.outcome.replace(/_/g, ' '),
+    receipt.role === 'executor' ? 'ran it' : 'sent it',
+    String(receipt.seq)
   ]), 'No receipts yet.')
 }
 
