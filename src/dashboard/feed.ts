@@ -57,6 +57,11 @@ export class DashboardFeed {
     }
   }
 
+  /** Clients listening now. */
+  get clientCount (): number {
+    return this.listeners.size
+  }
+
   /** Removes every client and stops building snapshots. */
   stop (): void {
     this.listeners.clear()

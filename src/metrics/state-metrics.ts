@@ -13,6 +13,8 @@ export interface MetricsSource {
   /** Undefined when the node runs no stages for others. */
   executorStats: () => ExecutorStats | undefined
   discoveryStats: () => Discovery['stats']
+  /** Clients of the dashboard's event stream. */
+  dashboardClients: () => number
 }
 
 /**
@@ -67,6 +69,12 @@ function registerNodeGauges (registry: Registry, source: MetricsSource): void {
     help: 'Stages this node runs for others now',
     registers: [registry],
     collect: () => { running.set(source.status().share.runningStages) }
+  })
+  const dashboards = new Gauge({
+    name: 'emdx_dashboard_clients',
+    help: 'Open event streams of the dashboard',
+    registers: [registry],
+    collect: () => { dashboards.set(source.dashboardClients()) }
   })
 }
 

@@ -48,7 +48,8 @@ export function registerObservability (app: ApiApp, init: ObservabilityInit): vo
     seenRecords: () => init.discovery.seenRecords(),
     balance: () => init.ledger.balance(),
     executorStats: () => init.node().executor?.stats,
-    discoveryStats: () => init.discovery.stats
+    discoveryStats: () => init.discovery.stats,
+    dashboardClients: () => feed.clientCount
   }, init.jobs, init.events)
   registerMetricsRoutes(app, init.metrics)
   app.addHook('onClose', async () => { init.metrics.stop() })
