@@ -40,7 +40,12 @@ export function registerObservability (app: ApiApp, init: ObservabilityInit): vo
     jobs: init.jobs,
     cascades: init.cascades
   }, Date.now())
-  const feed = new DashboardFeed({ builder, events: init.events, logger: init.logger })
+  const feed = new DashboardFeed({
+    builder,
+    events: init.events,
+    logger: init.logger,
+    refreshNetwork: async (signal) => { await init.node().refreshNetworkView(signal) }
+  })
   registerDashboardRoutes(app, { feed, snapshot: async () => await builder.build() })
 
   init.metrics.observe({

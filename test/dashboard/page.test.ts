@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ensurePageBuilt, launchChromium, missingChromium, reportMissingChromium, testOutputDir } from '../support/browser.js'
 import { waitFor } from '../support/nodes.js'
 import { startStageNetwork } from '../support/stage-network.js'
+import type { CapacityResponse } from '../../src/api/capacity-routes.js'
 import type { CreditsSummary } from '../../src/api/credits-routes.js'
 import type { EmdxNode, NodeStatus, PeerSummary } from '../../src/node/node.js'
 import type { Chromium } from '../support/browser.js'
@@ -115,6 +116,20 @@ describe('dashboard page', () => {
 
     expect(shown).toBe(String(apiCount))
     expect(apiCount).toBe(2)
+    expect(errors).toEqual([])
+  })
+
+  it('lists the known providers', async () => {
+    const { page, errors } = await openDashboard()
+    const capacity = await getJson<CapacityResponse>(node, '/api/v1/capacity')
+    const rows = page.locator('#providers tbody tr')
+
+    await expect.poll(async () => await rows.count(), { timeout: PAGE_TIMEOUT_MS }).toBe(capacity.network.providers.length)
+    const shown = await rows.locator('[title]').evaluateAll(cells => cells.map(cell => cell.getAttribute('title')))
+    await page.close()
+
+    expect(capacity.network.providers.length).toBe(2)
+    expect(shown.sort()).toEqual(network.nodes.slice(1).map(provider => provider.peerId.toString()).sort())
     expect(errors).toEqual([])
   })
 

@@ -5,6 +5,8 @@ import type { DashboardCascadeEvent, DashboardSnapshot } from '../snapshot-types
 
 /** Cascade events kept in the list on the page. */
 const MAX_ACTIVITY_ITEMS = 30
+/** The newest cascade event shown; the stream sends recent ones again when it reconnects. */
+let lastEventId = 0
 
 /**
  * Connects to the node's dashboard stream and keeps the page current:
@@ -36,6 +38,11 @@ function showConnection (connection: HTMLElement, state: string, text: string): 
 }
 
 function addActivity (entry: DashboardCascadeEvent): void {
+  if (entry.id <= lastEventId) {
+    return
+  }
+  lastEventId = entry.id
+  required('#no-activity').hidden = true
   const list = required('#activity')
   const { event } = entry
   const details = [event.from, event.to].every(stage => typeof stage === 'string') ? ` ${String(event.from)} → ${String(event.to)}` : ''
