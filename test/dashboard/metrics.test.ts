@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { STAGE_PROTOCOL } from '../../src/stage/messages.js'
 import { runRemoteStage } from '../../src/stage/requester.js'
 import { waitFor } from '../support/nodes.js'
 import { sampleValue, scrape } from '../support/prometheus.js'
@@ -89,6 +90,7 @@ describe('metrics endpoint', () => {
     expect(sampleValue(executorAfter, 'emdx_credits_earned_millicredits_total')).toBeGreaterThan(sampleValue(executorBefore, 'emdx_credits_earned_millicredits_total') ?? 0)
     expect(sampleValue(requesterAfter, 'emdx_stages_total', sent)).toBe((sampleValue(requesterBefore, 'emdx_stages_total', sent) ?? 0) + 1)
     expect(sampleValue(requesterAfter, 'emdx_balance_millicredits')).toBeLessThan(sampleValue(requesterBefore, 'emdx_balance_millicredits') ?? 0)
+    expect(sampleValue(requesterAfter, 'emdx_discovery_capacity_queries_total')).toBeGreaterThan(sampleValue(requesterBefore, 'emdx_discovery_capacity_queries_total') ?? 0)
     expect(sampleValue(requesterAfter, 'libp2p_data_transfer_bytes_total', { protocol: '/emdx/stage/1.0.0 sent' })).toBeGreaterThan(0)
   })
 
@@ -116,6 +118,22 @@ describe('metrics endpoint', () => {
     }
 
     await expect(runRemoteStage(requesterContext(requester), record, tooBig, { signal: AbortSignal.timeout(20_000) })).rejects.toThrow(/free CPUs/)
+    const after = sampleValue(await scrape(executor.api.url), 'emdx_stage_messages_rejected_total', labels)
+
+    expect(after).toBe(before + 1)
+  })
+
+  it('counts protocol violations by reason', async () => {
+    const labels = { kind: 'violation', reason: 'garbage' }
+    const before = sampleValue(await scrape(executor.api.url), 'emdx_stage_messages_rejected_total', labels) ?? 0
+    const counted = executor.executor?.stats.violations.garbage ?? 0
+    const stream = await requester.libp2p.dialProtocol(executor.peerId, STAGE_PROTOCOL, { signal: AbortSignal.timeout(5000) })
+
+    // A length prefix of 32 and 32 bytes that decode to no message.
+    stream.send(Uint8Array.of(32))
+    stream.send(new Uint8Array(32).fill(0xff))
+    await stream.close().catch(() => {})
+    await waitFor(() => (executor.executor?.stats.violations.garbage ?? 0) > counted, 10_000, 'the executor to count the violation')
     const after = sampleValue(await scrape(executor.api.url), 'emdx_stage_messages_rejected_total', labels)
 
     expect(after).toBe(before + 1)
