@@ -62,7 +62,8 @@ export function registerRunRoutes (app: ApiApp, source: RunRouteSource): void {
     response.writeHead(200, { 'content-type': 'application/x-ndjson' })
     const write = (line: RunLine): void => { response.write(`${JSON.stringify(line)}\n`) }
     const controller = new AbortController()
-    request.raw.on('close', () => { if (!response.writableFinished) controller.abort(new Error('the client went away')) })
+    // The response's close, not the request's: Node.js closes a request as soon as its body is read.
+    response.on('close', () => { if (!response.writableFinished) controller.abort(new Error('the client went away')) })
 
     const stage = { command: body.command, image: body.image, timeoutMs: (body.timeoutSeconds ?? DEFAULT_TIMEOUT_SECONDS) * 1000, cpus: body.cpus ?? 1, memoryBytes, maxCredits: body.maxCredits ?? DEFAULT_MAX_CREDITS }
     try {

@@ -7,6 +7,7 @@ import { mdns } from '@libp2p/mdns'
 import { ping } from '@libp2p/ping'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
+import type { Libp2pOptions } from 'libp2p'
 import type { Identify } from '@libp2p/identify'
 import type { KadDHT, SelectFn, ValidateFn } from '@libp2p/kad-dht'
 import type { Ed25519PrivateKey, Libp2p } from '@libp2p/interface'
@@ -55,6 +56,8 @@ export interface NetworkInit {
   /** DHT validators and selectors by the first key segment, such as `emdx`. */
   validators?: Record<string, ValidateFn>
   selectors?: Record<string, SelectFn>
+  /** Collects libp2p's own metrics, such as a Prometheus registry. */
+  metrics?: Libp2pOptions['metrics']
 }
 
 /**
@@ -89,6 +92,7 @@ export async function createNetwork (init: NetworkInit): Promise<EmdxLibp2p> {
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     peerDiscovery,
+    metrics: init.metrics,
     services: {
       identify: identify(),
       ping: ping(),

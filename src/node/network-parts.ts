@@ -5,7 +5,7 @@ import { PortInUseError } from './errors.js'
 import { createNetwork } from './libp2p.js'
 import type { NodeConfig } from './config.js'
 import type { RootDatabase } from './data-dir.js'
-import type { EmdxLibp2p } from './libp2p.js'
+import type { EmdxLibp2p, NetworkInit } from './libp2p.js'
 import type { Logger } from './logger.js'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 
@@ -16,7 +16,7 @@ export type StopStep = () => Promise<void>
  * with the capacity record validator and selector, peer logging and the
  * bootstrap watch; registers how to stop each part.
  */
-export async function startLibp2p (config: NodeConfig, logger: Logger, database: RootDatabase, privateKey: Ed25519PrivateKey, stopSteps: StopStep[]): Promise<EmdxLibp2p> {
+export async function startLibp2p (config: NodeConfig, logger: Logger, database: RootDatabase, privateKey: Ed25519PrivateKey, stopSteps: StopStep[], metrics?: NetworkInit['metrics']): Promise<EmdxLibp2p> {
   // datastore-level types its argument as a whole Level; a sublevel has the same API.
   const sublevel = database.sublevel<string, Uint8Array>('libp2p', { keyEncoding: 'utf8', valueEncoding: 'view' })
   const datastore = new LevelDatastore(sublevel as unknown as ConstructorParameters<typeof LevelDatastore>[0])
@@ -32,7 +32,8 @@ export async function startLibp2p (config: NodeConfig, logger: Logger, database:
     bootstrap: config.bootstrap,
     mdns: config.mdns,
     validators: { emdx: createCapacityValidator({ sequences }) },
-    selectors: { emdx: selectCapacityRecord }
+    selectors: { emdx: selectCapacityRecord },
+    metrics
   })
   logPeerEvents(libp2p, logger.child({ component: 'network' }))
   await startNetwork(libp2p, config)

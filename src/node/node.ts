@@ -7,13 +7,16 @@ import { startApiServer } from '../api/server.js'
 import { registerStatusRoutes } from '../api/status-routes.js'
 import { Discovery } from '../dht/discovery.js'
 import { Git } from '../git/git.js'
+import { NodeMetrics } from '../metrics/node-metrics.js'
 import { createSigner } from '../records/signature.js'
 import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
+import { JobRegistry } from '../stage/job-registry.js'
 import { RepositoryStageRunner, WorkspaceCollectors } from '../stage/repository-runner.js'
 import { openCredits, peersWithProtocol } from './credits-parts.js'
 import { closeDatabase, openDatabase, prepareDataDir } from './data-dir.js'
 import { loadOrCreateEncryptionKey, loadOrCreateIdentity } from './identity.js'
 import { startLibp2p } from './network-parts.js'
+import { registerObservability } from './observability.js'
 import { startRequesting } from './requesting.js'
 import { startSandbox } from './sandbox.js'
 import { startSharing } from './sharing.js'
@@ -188,7 +191,9 @@ export class EmdxNode {
       stopSteps.push(async () => { await ledger.close() })
       stopSteps.push(async () => { await reputationStore.flush() })
 
-      const libp2p = await startLibp2p(config, init.logger, database, identity.privateKey, stopSteps)
+      const metrics = new NodeMetrics()
+      const jobs = new JobRegistry()
+      const libp2p = await startLibp2p(config, init.logger, database, identity.privateKey, stopSteps, metrics.libp2p())
       const signer = createSigner(identity.privateKey, libp2p.peerId.toString())
       const discovery = new Discovery({
         libp2p,
@@ -222,10 +227,11 @@ export class EmdxNode {
         sandbox: sandbox.info,
         runner,
         capacity: init.capacity,
-        advertiserTiming: init.advertiserTiming
+        advertiserTiming: init.advertiserTiming,
+        jobs
       }, stopSteps)
 
-      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, runner, git }, stopSteps)
+      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, runner, git, jobs }, stopSteps)
 
       const trustExchange = new TrustExchange({ libp2p, reputation, signer, logger: init.logger.child({ component: 'trust' }) })
       await trustExchange.start()
@@ -250,6 +256,7 @@ export class EmdxNode {
           registerCreditsRoutes(app, () => requireStarted(node))
           registerCascadeRoutes(app, { cascades: requesting.cascades, events: requesting.events, documents: requesting.documents })
           registerRunRoutes(app, { dispatcher: requesting.dispatcher, runner, images: config.images.map(image => image.name) })
+          registerObservability(app, { node: () => requireStarted(node), discovery, ledger, reputation, jobs, cascades: requesting.cascades, events: requesting.events, metrics, logger: init.logger.child({ component: 'dashboard' }) })
         }
       })
       stopSteps.push(async () => { await api.close() })

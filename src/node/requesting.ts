@@ -17,6 +17,7 @@ import type { DocumentStore } from '../knowledge/document-store.js'
 import type { Signer } from '../records/signature.js'
 import type { Reputation } from '../reputation/reputation.js'
 import type { ProviderOutcome } from '../stage/dispatcher.js'
+import type { JobRegistry } from '../stage/job-registry.js'
 import type { RemoteStageContext } from '../stage/requester.js'
 import type { StageRunner } from '../stage/runner.js'
 import type { NodeConfig } from './config.js'
@@ -39,6 +40,8 @@ export interface RequestingInit {
   /** Runs stages in this node's sandbox, for local cascades; undefined without a sandbox. */
   runner?: StageRunner
   git: Git
+  /** Where the dispatcher reports the jobs it sends out. */
+  jobs?: JobRegistry
 }
 
 export interface Requesting {
@@ -74,7 +77,8 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
     context,
     discovery: init.discovery,
     logger: init.logger.child({ component: 'dispatcher' }),
-    outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } }
+    outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } },
+    jobs: init.jobs
   })
 
   const documents = await openKnowledgeBase({ database: init.database, logger: init.logger })

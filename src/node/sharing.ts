@@ -12,6 +12,7 @@ import type { CapacityRecord, Isolation, Runtime } from '../dht/capacity-record.
 import type { SandboxInfo } from '../exec/types.js'
 import type { Signer } from '../records/signature.js'
 import type { Reputation } from '../reputation/reputation.js'
+import type { JobRegistry } from '../stage/job-registry.js'
 import type { StageRunner } from '../stage/runner.js'
 import type { NodeConfig } from './config.js'
 import type { RootDatabase } from './data-dir.js'
@@ -44,6 +45,8 @@ export interface SharingInit {
   /** A capacity to advertise in place of the sandbox's, for tests that run no stages. */
   capacity?: CapacitySource
   advertiserTiming?: Partial<AdvertiserTiming>
+  /** Where the executor reports the jobs it runs. */
+  jobs?: JobRegistry
 }
 
 export interface Sharing {
@@ -109,7 +112,8 @@ async function startExecutorService (init: SharingInit, runner: StageRunner, lea
         }
       }
     },
-    workDir: path.join(init.config.dataDir, 'jobs')
+    workDir: path.join(init.config.dataDir, 'jobs'),
+    jobs: init.jobs
   })
   await service.start()
   stopSteps.push(async () => { await service.stop() })

@@ -1,10 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { chooseProviders } from '../dht/ranking.js'
 import { EmdxError } from '../node/errors.js'
+import { failureOutcome } from './job-registry.js'
 import { newJobId, RemoteStageError, runRemoteStage } from './requester.js'
 import type { Discovery } from '../dht/discovery.js'
 import type { StageNeeds } from '../dht/ranking.js'
 import type { Logger } from '../node/logger.js'
+import type { JobRegistry } from './job-registry.js'
 import type { Accept, ProgressMessage } from './messages.js'
 import type { RemoteStageContext, RemoteStageOptions, RemoteStageOutcome, RemoteStageTask } from './requester.js'
 
@@ -60,6 +62,8 @@ export interface DispatcherInit {
   backoffMs?: number
   /** Time allowed to find providers for one attempt. */
   discoveryTimeoutMs?: number
+  /** Receives the start, changes and end of every attempt, for the dashboard and metrics. */
+  jobs?: JobRegistry
 }
 
 const DEFAULT_MAX_ATTEMPTS = 4
@@ -99,17 +103,23 @@ export class StageDispatcher {
       const jobId = newJobId()
       await options.beforeOffer?.(jobId, provider.peerId)
       options.onEvent?.({ type: 'dispatched', attempt, provider: provider.peerId, jobId })
+      this.init.jobs?.begin({ jobId, role: 'requester', peer: provider.peerId, stage: task.stage, kind: task.kind, state: 'offered' })
       try {
         const outcome = await runRemoteStage(this.init.context, provider.record, { ...task, jobId }, {
           signal: options.signal,
-          onAccepted: (accept) => { options.onEvent?.({ type: 'accepted', provider: provider.peerId, jobId, accept }) },
+          onAccepted: (accept) => {
+            this.init.jobs?.update('requester', jobId, 'running')
+            options.onEvent?.({ type: 'accepted', provider: provider.peerId, jobId, accept })
+          },
           onProgress: (progress) => { options.onEvent?.({ type: 'progress', provider: provider.peerId, jobId, progress }) },
           judgeResult: options.judgeResult,
           onResult: options.onResult
         })
         this.init.outcomes?.report(provider.peerId, outcome.result.outcome === 'timed_out' ? 'timed_out' : 'completed', outcome.result.outcome)
+        this.init.jobs?.finish('requester', jobId, { state: 'completed', outcome: outcome.result.outcome })
         return outcome
       } catch (err) {
+        this.init.jobs?.finish('requester', jobId, { state: 'failed', outcome: failureOutcome(err, options.signal), error: (err as Error).message })
         if (options.signal?.aborted === true) {
           throw err
         }

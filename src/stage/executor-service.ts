@@ -18,6 +18,7 @@ import type { JobTerms, Price, Receipt, ReceiptBody } from '../credits/receipt.j
 import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
 import type { CapacityLeases, Lease } from './leases.js'
+import type { JobRegistry } from './job-registry.js'
 import type { Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
 import type { ReplayGuard } from './replay-guard.js'
 import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from './runner.js'
@@ -78,6 +79,8 @@ export interface ExecutorServiceInit {
   maxPayloadBytes?: number
   maxStreamsPerPeer?: number
   timing?: Partial<ExecutorTiming>
+  /** Receives the start, changes and end of every accepted job, for the dashboard and metrics. */
+  jobs?: JobRegistry
 }
 
 /** Counters of what the executor did, for metrics and tests. */
@@ -166,6 +169,7 @@ export class ExecutorService {
       await this.checkCredit(channel, peer, offer)
       await this.runJob(channel, peer, offer, lease)
     } catch (err) {
+      this.init.jobs?.finish('executor', jobId, { state: 'failed', error: (err as Error).message })
       await this.fail(channel, peer, jobId, err)
     } finally {
       if (lease !== undefined) {
@@ -259,13 +263,16 @@ export class ExecutorService {
     const price = this.init.price()
     await channel.write({ type: 'accept', jobId: offer.jobId, price, heartbeatMs: this.timing.heartbeatMs, leaseMs: this.timing.leaseMs })
     this.stats.accepted++
+    this.init.jobs?.begin({ jobId: offer.jobId, role: 'executor', peer, stage: offer.stage, kind: offer.kind, state: 'receiving' })
     const logger = this.logger.child({ job: offer.jobId, peer })
     logger.info({ kind: offer.kind, stage: offer.stage, cpus: lease.cpus }, 'accepted a stage')
 
     const payload = await this.receivePayload(channel, offer)
+    this.init.jobs?.update('executor', offer.jobId, 'running')
     const startedAt = Date.now()
     const result = await this.execute(channel, offer, lease, payload, logger)
     const finishedAt = Math.max(startedAt, Date.now())
+    this.init.jobs?.update('executor', offer.jobId, 'settling', result.outcome)
 
     const resultBytes = encodeCanonical(toResultPayload(result))
     const sealed = seal(resultBytes, offer.requesterKey, { jobId: offer.jobId, purpose: 'result' })
@@ -286,6 +293,7 @@ export class ExecutorService {
     }
     await channel.close().catch(() => {})
     this.stats.completed++
+    this.init.jobs?.finish('executor', offer.jobId, { state: 'completed', outcome: result.outcome })
     logger.info({ outcome: result.outcome, wallMs: Math.round(result.metrics.wallTimeMs) }, 'finished a stage')
   }
 
