@@ -24,6 +24,25 @@ export interface ApiServer {
 const BODY_LIMIT_BYTES = 1024 * 1024
 
 /**
+ * Rejects requests whose Host header names anything but this machine's
+ * loopback. A web page the user visits can make a browser send requests to
+ * 127.0.0.1 under a name that resolves there (DNS rebinding); the browser
+ * then sends that name as the Host, so checking it keeps such pages away
+ * from an API that has no authentication.
+ */
+function rejectForeignHosts (app: ApiApp): void {
+  app.addHook('onRequest', async (request, reply) => {
+    const address = app.server.address()
+    const port = typeof address === 'object' && address != null ? address.port : 0
+    const allowed = new Set([`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`])
+    const host = (request.headers.host ?? '').toLowerCase()
+    if (!allowed.has(host)) {
+      await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: `requests must be addressed to 127.0.0.1:${port} or localhost:${port}, not ${JSON.stringify(host.slice(0, 100))}; this protects the local API from web pages that rebind a domain to 127.0.0.1` })
+    }
+  })
+}
+
+/**
  * Starts the HTTP API. It listens on loopback only: the API has no
  * authentication, so any process that can reach it can act as the user.
  */
@@ -36,6 +55,7 @@ export async function startApiServer (init: ApiServerInit): Promise<ApiServer> {
     // for their clients to hang up.
     forceCloseConnections: true
   })
+  rejectForeignHosts(app)
   await init.register(app)
 
   try {

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process'
+import { request } from 'node:http'
 import { stat } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -102,5 +103,24 @@ describe('node shutdown', () => {
 
     expect(output).toContain('stopped')
     expect(code).toBe(0)
+  })
+})
+
+describe('API host check', () => {
+  it('rejects a foreign Host header', async () => {
+    const node = await startTestNode()
+
+    const status = await new Promise<number | undefined>((resolve, reject) => {
+      const outgoing = request({ host: '127.0.0.1', port: node.api.port, path: '/api/v1/status', headers: { host: `rebound.example:${node.api.port}` } }, (response) => {
+        response.resume()
+        resolve(response.statusCode)
+      })
+      outgoing.on('error', reject)
+      outgoing.end()
+    })
+    const allowed = await fetch(`http://localhost:${node.api.port}/api/v1/status`)
+
+    expect(status).toBe(403)
+    expect(allowed.status).toBe(200)
   })
 })
