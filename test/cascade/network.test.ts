@@ -91,7 +91,11 @@ describe.runIf(missing === undefined)('cascades over the network', () => {
     expect(record.status).toBe('completed')
     expect(events.some(event => event.type === 'stage_retrying' && event.provider === killed)).toBe(true)
     const analyzed = record.transforms[1]
-    expect(analyzed?.attempts.length).toBe(2)
+    // The stage moved on from the killed provider; a later attempt may also
+    // have been turned away (say, by a provider that was full) before one ran it.
+    expect(analyzed?.attempts.length).toBeGreaterThanOrEqual(2)
+    expect(analyzed?.attempts[0]?.provider).toBe(killed)
+    expect(analyzed?.attempts.slice(1).every(attempt => attempt.provider !== killed)).toBe(true)
     expect(analyzed?.provider).not.toBe(killed)
     // Charged once: one receipt per stage, none from the killed provider.
     expect(receipts.filter(receipt => receipt.role === 'requester')).toHaveLength(2)
