@@ -5,6 +5,7 @@ import { CascadeService } from '../cascade/pipeline.js'
 import { RemoteTransformRunner } from '../cascade/remote-runner.js'
 import { CascadeStore } from '../cascade/store.js'
 import { openKnowledgeBase } from '../knowledge/open.js'
+import { SpotCheckPolicy } from '../reputation/spot-check.js'
 import { StageDispatcher } from '../stage/dispatcher.js'
 import { settleFromCheckpoint } from '../stage/receipt-delivery.js'
 import { WebhookDispatcher } from '../webhooks/dispatcher.js'
@@ -44,6 +45,7 @@ export interface RequestingInit {
 export interface Requesting {
   context: RemoteStageContext
   dispatcher: StageDispatcher
+  spotChecks: SpotCheckPolicy
   documents: DocumentStore
   events: CascadeEvents
   cascades: CascadeService
@@ -70,11 +72,13 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
     }
   }
 
+  const spotChecks = new SpotCheckPolicy({ share: init.config.spotCheckShare })
   const dispatcher = new StageDispatcher({
     context,
     discovery: init.discovery,
     logger: init.logger.child({ component: 'dispatcher' }),
-    outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } }
+    outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } },
+    trust: { view: init.reputation, spotChecks }
   })
 
   const documents = await openKnowledgeBase({ database: init.database, logger: init.logger })
@@ -95,7 +99,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   stopSteps.push(async () => { await cascades.stop() })
 
   await startWebhooks(init, cascades, events, stopSteps)
-  return { context, dispatcher, documents, events, cascades }
+  return { context, dispatcher, spotChecks, documents, events, cascades }
 }
 
 /** Reputation counts completed, failed, timed out and wrong results; a rejection says nothing about quality. */
