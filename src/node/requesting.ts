@@ -7,6 +7,7 @@ import { CascadeStore } from '../cascade/store.js'
 import { openKnowledgeBase } from '../knowledge/open.js'
 import { SpotCheckPolicy } from '../reputation/spot-check.js'
 import { StageDispatcher } from '../stage/dispatcher.js'
+import { LostJobNotices, SentJobs } from '../stage/lost-jobs.js'
 import { settleFromCheckpoint } from '../stage/receipt-delivery.js'
 import { WebhookDispatcher } from '../webhooks/dispatcher.js'
 import { loadWebhookSecret } from '../webhooks/secret.js'
@@ -46,6 +47,8 @@ export interface Requesting {
   context: RemoteStageContext
   dispatcher: StageDispatcher
   spotChecks: SpotCheckPolicy
+  /** Notices of executors that lost this node's jobs in a crash. */
+  lostJobs: LostJobNotices
   documents: DocumentStore
   events: CascadeEvents
   cascades: CascadeService
@@ -73,12 +76,17 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   }
 
   const spotChecks = new SpotCheckPolicy({ share: init.config.spotCheckShare })
+  const sentJobs = new SentJobs()
+  const lostJobs = new LostJobNotices({ libp2p: init.libp2p, sent: sentJobs, logger: init.logger.child({ component: 'lost-jobs' }) })
+  await lostJobs.start()
+  stopSteps.push(async () => { await lostJobs.stop() })
   const dispatcher = new StageDispatcher({
     context,
     discovery: init.discovery,
     logger: init.logger.child({ component: 'dispatcher' }),
     outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } },
-    trust: { view: init.reputation, spotChecks }
+    trust: { view: init.reputation, spotChecks },
+    onJobSent: (jobId, provider) => { sentJobs.record(jobId, provider) }
   })
 
   const documents = await openKnowledgeBase({ database: init.database, logger: init.logger })
@@ -99,7 +107,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   stopSteps.push(async () => { await cascades.stop() })
 
   await startWebhooks(init, cascades, events, stopSteps)
-  return { context, dispatcher, spotChecks, documents, events, cascades }
+  return { context, dispatcher, spotChecks, lostJobs, documents, events, cascades }
 }
 
 /** Reputation counts completed, failed, timed out and wrong results; a rejection says nothing about quality. */

@@ -3,6 +3,7 @@ import { CapacityAdvertiser } from '../dht/advertiser.js'
 import { serveCapacity } from '../dht/capacity-protocol.js'
 import { ExecutorService } from '../stage/executor-service.js'
 import { CapacityLeases } from '../stage/leases.js'
+import { reportLostJobs, RunningJobs } from '../stage/lost-jobs.js'
 import { serveReceiptDelivery } from '../stage/receipt-delivery.js'
 import { ReplayGuard } from '../stage/replay-guard.js'
 import { textSublevel } from './data-dir.js'
@@ -88,6 +89,9 @@ export function offersAgent (config: NodeConfig): boolean {
 
 async function startExecutorService (init: SharingInit, runner: StageRunner, leases: CapacityLeases, agents: string[], stopSteps: StopStep[]): Promise<ExecutorService> {
   const logger = init.logger.child({ component: 'executor' })
+  // Read before the service takes jobs: what is recorded now was running when the node last stopped.
+  const runningJobs = new RunningJobs(init.database, logger)
+  const lost = await runningJobs.list()
   const service = new ExecutorService({
     libp2p: init.libp2p,
     logger,
@@ -109,10 +113,21 @@ async function startExecutorService (init: SharingInit, runner: StageRunner, lea
         }
       }
     },
-    workDir: path.join(init.config.dataDir, 'jobs')
+    workDir: path.join(init.config.dataDir, 'jobs'),
+    runningJobs
   })
   await service.start()
   stopSteps.push(async () => { await service.stop() })
+
+  if (lost.length > 0) {
+    logger.warn({ jobs: lost.map(job => job.jobId) }, 'jobs were running when this node last stopped; reporting them lost to their requesters')
+    const stopReporting = new AbortController()
+    const reporting = reportLostJobs(lost, { libp2p: init.libp2p, jobs: runningJobs, logger, signal: stopReporting.signal })
+    stopSteps.push(async () => {
+      stopReporting.abort()
+      await reporting
+    })
+  }
 
   const stopDelivery = await serveReceiptDelivery({ libp2p: init.libp2p, ledger: init.ledger, logger })
   stopSteps.push(stopDelivery)

@@ -19,6 +19,7 @@ import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
 import type { CapacityLeases, Lease } from './leases.js'
 import type { Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
+import type { RunningJobs } from './lost-jobs.js'
 import type { ReplayGuard } from './replay-guard.js'
 import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from './runner.js'
 import type { EncryptionKeyPair } from '../node/identity.js'
@@ -75,6 +76,8 @@ export interface ExecutorServiceInit {
   credit?: CreditCheck
   /** Folder for the input archives of running jobs. */
   workDir: string
+  /** Records each job while it runs, so that a restart after a crash can report the lost ones. */
+  runningJobs?: Pick<RunningJobs, 'add' | 'remove'>
   maxPayloadBytes?: number
   maxStreamsPerPeer?: number
   timing?: Partial<ExecutorTiming>
@@ -154,6 +157,7 @@ export class ExecutorService {
     this.streamsByPeer.set(peer, active)
     let jobId: string | undefined
     let lease: Lease | undefined
+    let recorded = false
 
     try {
       const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
@@ -164,12 +168,17 @@ export class ExecutorService {
       }
       lease = await this.admit(peer, offer)
       await this.checkCredit(channel, peer, offer)
+      await this.init.runningJobs?.add(offer.jobId, peer)
+      recorded = true
       await this.runJob(channel, peer, offer, lease)
     } catch (err) {
       await this.fail(channel, peer, jobId, err)
     } finally {
       if (lease !== undefined) {
         this.init.leases.release(lease.jobId)
+      }
+      if (recorded && jobId !== undefined) {
+        await this.init.runningJobs?.remove(jobId).catch((err: unknown) => { this.logger.warn({ job: jobId, err }, 'failed to remove the record of a finished job') })
       }
       this.streamsByPeer.set(peer, (this.streamsByPeer.get(peer) ?? 1) - 1)
       if (this.streamsByPeer.get(peer) === 0) {
