@@ -12,6 +12,7 @@ import { settleFromCheckpoint } from '../stage/receipt-delivery.js'
 import { WebhookDispatcher } from '../webhooks/dispatcher.js'
 import { loadWebhookSecret } from '../webhooks/secret.js'
 import type { CascadeEvent } from '../cascade/events.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Ledger } from '../credits/ledger.js'
 import type { Discovery } from '../dht/discovery.js'
 import type { Git } from '../git/git.js'
@@ -38,6 +39,8 @@ export interface RequestingInit {
   ledger: Ledger
   reputation: Reputation
   discovery: Discovery
+  /** Distrusts the forkers that the proofs name, stores the proofs and shares them with peers. */
+  onForkProofs: (proofs: ForkProof[]) => void
   /** Runs stages in this node's sandbox, for local cascades; undefined without a sandbox. */
   runner?: StageRunner
   git: Git
@@ -67,12 +70,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
     encryptionKey: init.encryptionKey,
     logger: init.logger.child({ component: 'requester' }),
     ledger: init.ledger,
-    onForkProofs: (proofs) => {
-      for (const proof of proofs) {
-        init.reputation.markForker(proof.owner)
-        void init.ledger.recordForkProof(proof).catch((err: unknown) => { logger.warn({ err }, 'failed to store a fork proof') })
-      }
-    }
+    onForkProofs: init.onForkProofs
   }
 
   const spotChecks = new SpotCheckPolicy({ share: init.config.spotCheckShare })

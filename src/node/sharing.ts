@@ -7,6 +7,7 @@ import { reportLostJobs, RunningJobs } from '../stage/lost-jobs.js'
 import { serveReceiptDelivery } from '../stage/receipt-delivery.js'
 import { ReplayGuard } from '../stage/replay-guard.js'
 import { textSublevel } from './data-dir.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Ledger } from '../credits/ledger.js'
 import type { AdvertiserTiming, CapacitySnapshot } from '../dht/advertiser.js'
 import type { CapacityRecord, Isolation, Runtime } from '../dht/capacity-record.js'
@@ -39,6 +40,8 @@ export interface SharingInit {
   encryptionKey: EncryptionKeyPair
   ledger: Ledger
   reputation: Reputation
+  /** Distrusts the forkers that the proofs name, stores the proofs and shares them with peers. */
+  onForkProofs: (proofs: ForkProof[]) => void
   sandbox: SandboxInfo
   /** Runs stages in the sandbox; undefined when this node has no sandbox. */
   runner?: StageRunner
@@ -104,15 +107,7 @@ async function startExecutorService (init: SharingInit, runner: StageRunner, lea
     images: init.config.images.map(image => image.name),
     agents,
     ledger: init.ledger,
-    credit: {
-      trust: init.reputation,
-      onForkProofs: (proofs) => {
-        for (const proof of proofs) {
-          init.reputation.markForker(proof.owner)
-          void init.ledger.recordForkProof(proof).catch((err: unknown) => { logger.warn({ err }, 'failed to store a fork proof') })
-        }
-      }
-    },
+    credit: { trust: init.reputation, onForkProofs: init.onForkProofs },
     workDir: path.join(init.config.dataDir, 'jobs'),
     runningJobs
   })
