@@ -8,6 +8,8 @@ import type { RemoteStageTask, ResultCheckpoint } from './requester.js'
 
 /** The most a canary stage may cost, in millicredits; about a CPU second at the default price. */
 export const CANARY_MAX_CREDITS = 1000
+/** The stage name of a canary, the same as that of `emdx-node run`, so that a canary looks like an ordinary command stage. */
+export const CANARY_STAGE = 'command'
 /** Wall-clock limit of a canary stage. */
 export const CANARY_TIMEOUT_MS = 60_000
 const CANARY_MEMORY_BYTES = 128 * 1024 ** 2
@@ -18,15 +20,11 @@ const CANARY_MEMORY_BYTES = 128 * 1024 ** 2
  */
 export const DUPLICATE_WAIT_MS = 20_000
 
-/**
- * Builds the command stage that checks a provider with a canary: small
- * needs, a short timeout, and a stage name like that of `emdx-node run`, so
- * that it looks like an ordinary command stage.
- */
+/** Builds the command stage that checks a provider with a canary: small needs and a short timeout. */
 export function canaryTask (canary: Canary, stage: Omit<RemoteStageTask, 'jobId'>): Omit<RemoteStageTask, 'jobId'> {
   return {
     kind: 'command',
-    stage: 'command',
+    stage: CANARY_STAGE,
     payload: { kind: 'command', command: canary.command },
     needs: { cpus: Math.min(1, stage.needs.cpus), memoryBytes: Math.min(CANARY_MEMORY_BYTES, stage.needs.memoryBytes) },
     timeoutMs: CANARY_TIMEOUT_MS,
