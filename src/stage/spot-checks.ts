@@ -6,7 +6,7 @@ import type { Canary } from '../reputation/spot-check.js'
 import type { StageResultPayload } from './messages.js'
 import type { RemoteStageTask, ResultCheckpoint } from './requester.js'
 
-/** The most a canary stage may cost, in millicredits; about a CPU second at the default price. */
+/** The maximum a canary stage may cost, in millicredits: 1 credit, 100 CPU seconds at the default price, so that a slow provider is still paid. */
 export const CANARY_MAX_CREDITS = 1000
 /** The stage name of a canary, the same as that of `emdx-node run`, so that a canary looks like an ordinary command stage. */
 export const CANARY_STAGE = 'command'
@@ -48,15 +48,16 @@ export function resultDigest (result: StageResultPayload): Uint8Array {
   return sha256(encodeCanonical({ outcome: result.outcome, exitCode: result.exitCode, stdout: result.stdout, stdoutTruncated: result.stdoutTruncated }))
 }
 
-/** What became of one run of a duplicated stage. */
+/** The state of one run of a duplicated stage. */
 export interface DuplicateRun {
   provider: string
   digest?: Uint8Array
   checkpoint?: ResultCheckpoint
   /**
-   * `accepted`: countersigned on its stream after the comparison matched or
-   * could not be made; `held`: refused on its stream and kept unpaid until
-   * the comparison decides; `failed`: no result.
+   * An `accepted` run was countersigned on its stream, because the
+   * comparison matched or could not be made. A `held` run was refused on its
+   * stream and is kept unpaid until the comparison decides. A `failed` run
+   * returned no result.
    */
   state: 'running' | 'accepted' | 'held' | 'failed'
 }
