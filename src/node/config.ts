@@ -47,7 +47,7 @@ export interface NodeConfig {
   price: Price
   /**
    * Share of stages, 0 to 1, that this node spot checks once a provider is
-   * past probation; every stage of a provider on probation is checked.
+   * past probation. Every stage of a provider on probation is checked.
    */
   spotCheckShare: number
 }

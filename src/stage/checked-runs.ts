@@ -22,7 +22,7 @@ export class SpotCheckError extends EmdxError {
   }
 }
 
-/** What the checked runs need of the dispatcher. */
+/** The dispatcher's operations that the checked runs use. */
 export interface CheckHost {
   /** Runs one job on the provider through the stage protocol; `visible` runs report events and hooks to the caller. */
   run: (provider: Candidate, task: StageTask, options: RemoteStageOptions, visible: boolean) => Promise<RemoteStageOutcome>
@@ -83,7 +83,7 @@ interface TrackedRun {
  * their results. When they differ, a third provider decides, and the one
  * that disagrees with the majority counts as a wrong result and is not
  * paid. Matching results are paid, some of them after the comparison
- * through `settleLate`. Without a majority nobody is paid and a
+ * through `settleLate`. Without a majority no run is paid, and a
  * SpotCheckError moves the stage on. When one run fails, the other's result
  * is used unchecked.
  */
@@ -195,7 +195,7 @@ async function runTieBreak (host: CheckHost, exclude: ReadonlySet<string>, task:
   }
 }
 
-/** The outcome of a run that was right: as returned, or settled now from its held checkpoint. */
+/** Returns the outcome of a run that was right: as it came, or settled now from its held checkpoint. */
 async function outcomeOf (host: CheckHost, run: TrackedRun, round: DuplicateRound): Promise<RemoteStageOutcome> {
   if (run.outcome !== undefined) {
     return run.outcome

@@ -5,10 +5,10 @@
  * executor keeps each running job (job id, requester) in its database
  * until the job ends, so the records left at start are the lost jobs. It
  * dials each requester and writes one length-prefixed message with the job
- * ids; the requester checks that it sent each job to that peer (the
- * connection authenticates the executor), logs the notice and writes an
- * acknowledgement. A notice changes no trust: the broken stream already
- * counted as a failure of the attempt.
+ * ids. The requester checks that it sent each job to that peer, because the
+ * connection authenticates the executor. Then it logs the notice and writes
+ * an acknowledgement. A notice changes no trust, because the broken stream
+ * already counted as a failure of the attempt.
  */
 import { setTimeout as sleep } from 'node:timers/promises'
 import { peerIdFromString } from '@libp2p/peer-id'
