@@ -94,7 +94,9 @@ const MAX_BACKOFF_MS = 30_000
  * the stage there, and on a failure or silence moves it to another provider
  * after an exponential back-off, up to a number of attempts. Each attempt's
  * outcome goes to reputation. A stage is paid once: only the attempt that
- * returns a result produces a countersigned receipt.
+ * returns a result produces a countersigned receipt. With `trust`, the spot
+ * checks come on top: a canary is a paid stage of its own, and each
+ * matching run of a duplicated command stage is paid.
  */
 export class StageDispatcher {
   private readonly init: DispatcherInit
