@@ -11,6 +11,11 @@ import type { ScriptedRunner } from '../support/stage.js'
 /** The price that makes a provider rank first: far below the others'. */
 const CHEAP = '1,1,1'
 const DEAR = '50,50,50'
+/**
+ * What a cheater shares: twice the CPUs of the others, so that it ranks
+ * first by a margin that round-trip times cannot close.
+ */
+const CHEATER_SETTINGS = { price: CHEAP, shareCpu: '2' }
 
 async function requesterFor (providers: EmdxNode[], settings: { spotCheckShare?: string } = {}): Promise<EmdxNode> {
   const requester = await startTestNode({ share: false, bootstrap: providers[0]?.addresses() ?? [], ...settings })
@@ -32,7 +37,7 @@ describe('spot checks in dispatch', () => {
   it('stops work to canary cheater', async () => {
     const cheat = cheatingRunner('sha256sum')
     const first = await startProvider(honestRunner(), undefined, { price: DEAR })
-    const cheater = await startProvider(cheat, first, { price: CHEAP })
+    const cheater = await startProvider(cheat, first, CHEATER_SETTINGS)
     const second = await startProvider(honestRunner(), first, { price: DEAR })
     const requester = await requesterFor([first, cheater, second])
 
@@ -75,7 +80,7 @@ describe('spot checks in dispatch', () => {
   it('catches wrong duplicate result', async () => {
     const cheat = cheatingRunner('marker')
     const first = await startProvider(honestRunner(), undefined, { price: DEAR })
-    const cheater = await startProvider(cheat, first, { price: CHEAP })
+    const cheater = await startProvider(cheat, first, CHEATER_SETTINGS)
     const second = await startProvider(honestRunner(), first, { price: DEAR })
     const requester = await requesterFor([first, cheater, second])
 
