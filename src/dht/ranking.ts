@@ -64,7 +64,9 @@ export function incompatibility (record: CapacityRecord, needs: StageNeeds): str
 /**
  * Weights of the ranking score. Trust counts most, because a cheap or fast
  * provider that fails or cheats costs a retry; free capacity and price come
- * next; round-trip time only breaks near-ties.
+ * next; round-trip time only breaks near-ties. The score orders providers
+ * within a group: `chooseProvider` puts those past probation with the
+ * requester before the others.
  */
 export const RANKING_WEIGHTS = { trust: 0.5, capacity: 0.2, price: 0.2, latency: 0.1 }
 
@@ -126,6 +128,19 @@ export function chooseProviders (ranked: Candidate[], count: number, random: () 
     chosen.push(...remaining.splice(index, 1))
   }
   return chosen
+}
+
+/**
+ * Picks one provider for a stage. Providers that `isVerified` (past
+ * probation with this requester's spot checks) come before all others,
+ * whatever their score, because global trust alone can be inflated by a
+ * collective that vouches for itself. Within the group the choice is
+ * `chooseProviders` over the ranking: at random among the best few.
+ */
+export function chooseProvider (ranked: Candidate[], isVerified: (peerId: string) => boolean, random: () => number = Math.random): Candidate | undefined {
+  const verified = ranked.filter(candidate => isVerified(candidate.peerId))
+  const group = verified.length > 0 ? verified : ranked
+  return chooseProviders(group, 1, random)[0]
 }
 
 function clamp (value: number): number {

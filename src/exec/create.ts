@@ -89,8 +89,9 @@ export async function createExecutor (settings: ExecutorSettings): Promise<Creat
 
   const leftovers = await chosen.driver.removeLeftovers()
   if (leftovers.jobs.length > 0) {
-    // TODO: report these jobs as failed to their requesters once the stage
-    // protocol exists; until then they are only logged here.
+    // The sandbox labels carry only job ids. The stage executor records each
+    // running job's requester and reports the lost jobs to them (see
+    // src/stage/lost-jobs.ts).
     logger.warn({ jobs: leftovers.jobs }, 'jobs of an earlier run were lost when the node stopped')
   }
   await egress?.start()

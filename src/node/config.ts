@@ -6,6 +6,7 @@ import { ConfigError } from './errors.js'
 import { formatBytes, parseSize } from './units.js'
 import { DEFAULT_AGENT_API_KEY_ENV, DEFAULT_AGENT_COMMAND, DEFAULT_AGENT_MODEL } from '../exec/agent.js'
 import { defaultImage, parseImage } from '../exec/images.js'
+import { DEFAULT_SPOT_CHECK_SHARE } from '../reputation/spot-check.js'
 import type { SandboxImage } from '../exec/images.js'
 import type { Price } from '../credits/receipt.js'
 import type { RuntimeSetting } from '../exec/create.js'
@@ -44,6 +45,11 @@ export interface NodeConfig {
   agentBaseUrl?: string
   /** What this node charges for stages, in millicredits. */
   price: Price
+  /**
+   * Share of stages, 0 to 1, that this node spot checks once a provider is
+   * past probation. Every stage of a provider on probation is checked.
+   */
+  spotCheckShare: number
 }
 
 /**
@@ -68,6 +74,7 @@ export interface SettingsInput {
   agentApiKeyEnv?: unknown
   agentBaseUrl?: unknown
   price?: unknown
+  spotCheckShare?: unknown
 }
 
 export const CONFIG_FILE_NAME = 'config.json'
@@ -84,7 +91,7 @@ export const DEFAULT_SHARE_MEM = 2 * 1024 ** 3
 export const DEFAULT_PRICE: Price = { perCpuSecond: 10, perGibSecond: 1, perThousandTokens: 20 }
 
 const settingNames: Array<keyof SettingsInput> = ['shareCpu', 'shareMem', 'port', 'listenHost', 'apiPort', 'bootstrap', 'mdns', 'share',
-  'runtime', 'requireRuntime', 'image', 'agentEgress', 'agentCommand', 'agentModel', 'agentApiKeyEnv', 'agentBaseUrl', 'price']
+  'runtime', 'requireRuntime', 'image', 'agentEgress', 'agentCommand', 'agentModel', 'agentApiKeyEnv', 'agentBaseUrl', 'price', 'spotCheckShare']
 
 const flagNames: Record<keyof SettingsInput, string> = {
   shareCpu: '--share-cpu',
@@ -103,7 +110,8 @@ const flagNames: Record<keyof SettingsInput, string> = {
   agentModel: '--agent-model',
   agentApiKeyEnv: '--agent-api-key-env',
   agentBaseUrl: '--agent-base-url',
-  price: '--price'
+  price: '--price',
+  spotCheckShare: '--spot-check-share'
 }
 
 /** The machine facts that bound what a node may share; tests pass their own. */
@@ -186,6 +194,7 @@ export async function loadConfig (dataDir: string, flags: SettingsInput, limits:
     mdns: validateBoolean(pick('mdns'), true),
     share: validateBoolean(pick('share'), true),
     price: validatePrice(pick('price')),
+    spotCheckShare: validateSpotCheckShare(pick('spotCheckShare')),
     ...validateSandboxSettings(pick)
   }
 }
@@ -422,6 +431,17 @@ function validatePrice (setting: Setting | undefined): Price {
   }
   const [perCpuSecond, perGibSecond, perThousandTokens] = numbers as [number, number, number]
   return { perCpuSecond, perGibSecond, perThousandTokens }
+}
+
+function validateSpotCheckShare (setting: Setting | undefined): number {
+  if (setting === undefined) {
+    return DEFAULT_SPOT_CHECK_SHARE
+  }
+  const share = typeof setting.value === 'string' && setting.value.trim() !== '' ? Number(setting.value) : setting.value
+  if (typeof share !== 'number' || !Number.isFinite(share) || share < 0 || share > 1) {
+    throw new ConfigError(`invalid ${setting.source} ${show(setting.value)}: expected a share from 0 to 1, for example --spot-check-share 0.1 to check one stage in ten`)
+  }
+  return share
 }
 
 function validateBoolean (setting: Setting | undefined, defaultValue: boolean): boolean {

@@ -95,7 +95,12 @@ export async function createNetwork (init: NetworkInit): Promise<EmdxLibp2p> {
     metrics: init.metrics,
     services: {
       identify: identify(),
-      ping: ping(),
+      // The connection monitor pings every connection every 10 s and aborts
+      // the connection when a ping fails, and kad-dht pings new contacts
+      // through this service. With the default of one ping stream each way,
+      // the two collide now and then, and the aborted connection takes its
+      // running stage streams with it.
+      ping: ping({ maxInboundStreams: 4, maxOutboundStreams: 4 }),
       dht: kadDHT({
         protocol: DHT_PROTOCOL,
         // A private network on a LAN or loopback: every node serves the DHT

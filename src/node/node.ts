@@ -9,6 +9,7 @@ import { Discovery } from '../dht/discovery.js'
 import { Git } from '../git/git.js'
 import { NodeMetrics } from '../metrics/node-metrics.js'
 import { createSigner } from '../records/signature.js'
+import { FORK_PROOF_PROTOCOL, ForkProofGossip } from '../reputation/fork-gossip.js'
 import { TRUST_PROTOCOL, TrustExchange } from '../reputation/trust-protocol.js'
 import { JobRegistry } from '../stage/job-registry.js'
 import { RepositoryStageRunner, WorkspaceCollectors } from '../stage/repository-runner.js'
@@ -22,6 +23,7 @@ import { startSandbox } from './sandbox.js'
 import { startSharing } from './sharing.js'
 import { VERSION } from './version.js'
 import type { ApiServer } from '../api/server.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Ledger } from '../credits/ledger.js'
 import type { CapacityAdvertiser, AdvertiserTiming } from '../dht/advertiser.js'
 import type { SandboxInfo } from '../exec/types.js'
@@ -108,6 +110,7 @@ interface NodeParts {
   ledger: Ledger
   reputation: Reputation
   trustExchange: TrustExchange
+  forkProofs: ForkProofGossip
   sandbox: NodeSandbox
   runner?: StageRunner
   advertiser?: CapacityAdvertiser
@@ -135,6 +138,8 @@ export class EmdxNode {
   readonly ledger: Ledger
   readonly reputation: Reputation
   readonly trustExchange: TrustExchange
+  /** Shares fork proofs with peers and takes theirs. */
+  readonly forkProofs: ForkProofGossip
   /** The node's sandbox: its executor when it can share, and the facts `status` reports. */
   readonly sandbox: NodeSandbox
   /** Runs stages here: the sandbox with git checkouts, or the runner a test passed. */
@@ -160,6 +165,7 @@ export class EmdxNode {
     this.ledger = parts.ledger
     this.reputation = parts.reputation
     this.trustExchange = parts.trustExchange
+    this.forkProofs = parts.forkProofs
     this.sandbox = parts.sandbox
     this.runner = parts.runner
     this.advertiser = parts.advertiser
@@ -201,6 +207,21 @@ export class EmdxNode {
         trust: { trust: (peer) => reputation.trustScore(peer), isExcluded: (peer) => reputation.isDistrusted(peer) }
       })
 
+      const forkProofs = new ForkProofGossip({
+        libp2p,
+        ledger,
+        reputation,
+        logger: init.logger.child({ component: 'fork-proofs' }),
+        peers: async () => await peersWithProtocol(libp2p, FORK_PROOF_PROTOCOL)
+      })
+      await forkProofs.start()
+      stopSteps.push(async () => { await forkProofs.stop() })
+      const onForkProofs = (proofs: ForkProof[]): void => {
+        for (const proof of proofs) {
+          forkProofs.learn(proof).catch((err: unknown) => { logger.warn({ forker: proof.owner, err }, 'failed to store a fork proof') })
+        }
+      }
+
       const git = await Git.create({ logger: init.logger })
       stopSteps.push(async () => { await git.dispose() })
 
@@ -224,6 +245,7 @@ export class EmdxNode {
         encryptionKey,
         ledger,
         reputation,
+        onForkProofs,
         sandbox: sandbox.info,
         runner,
         capacity: init.capacity,
@@ -231,7 +253,7 @@ export class EmdxNode {
         jobs
       }, stopSteps)
 
-      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, runner, git, jobs }, stopSteps)
+      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, onForkProofs, runner, git, jobs }, stopSteps)
 
       const trustExchange = new TrustExchange({ libp2p, reputation, signer, logger: init.logger.child({ component: 'trust' }) })
       await trustExchange.start()
@@ -272,6 +294,7 @@ export class EmdxNode {
         ledger,
         reputation,
         trustExchange,
+        forkProofs,
         sandbox,
         runner,
         advertiser: sharing?.advertiser,

@@ -5,11 +5,14 @@ import { CascadeService } from '../cascade/pipeline.js'
 import { RemoteTransformRunner } from '../cascade/remote-runner.js'
 import { CascadeStore } from '../cascade/store.js'
 import { openKnowledgeBase } from '../knowledge/open.js'
+import { SpotCheckPolicy } from '../reputation/spot-check.js'
 import { StageDispatcher } from '../stage/dispatcher.js'
+import { LostJobNotices, SentJobs } from '../stage/lost-jobs.js'
 import { settleFromCheckpoint } from '../stage/receipt-delivery.js'
 import { WebhookDispatcher } from '../webhooks/dispatcher.js'
 import { loadWebhookSecret } from '../webhooks/secret.js'
 import type { CascadeEvent } from '../cascade/events.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Ledger } from '../credits/ledger.js'
 import type { Discovery } from '../dht/discovery.js'
 import type { Git } from '../git/git.js'
@@ -37,6 +40,8 @@ export interface RequestingInit {
   ledger: Ledger
   reputation: Reputation
   discovery: Discovery
+  /** Distrusts the forkers that the proofs name, stores the proofs and shares them with peers. */
+  onForkProofs: (proofs: ForkProof[]) => void
   /** Runs stages in this node's sandbox, for local cascades; undefined without a sandbox. */
   runner?: StageRunner
   git: Git
@@ -47,6 +52,9 @@ export interface RequestingInit {
 export interface Requesting {
   context: RemoteStageContext
   dispatcher: StageDispatcher
+  spotChecks: SpotCheckPolicy
+  /** Notices of executors that lost this node's jobs in a crash. */
+  lostJobs: LostJobNotices
   documents: DocumentStore
   events: CascadeEvents
   cascades: CascadeService
@@ -65,20 +73,22 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
     encryptionKey: init.encryptionKey,
     logger: init.logger.child({ component: 'requester' }),
     ledger: init.ledger,
-    onForkProofs: (proofs) => {
-      for (const proof of proofs) {
-        init.reputation.markForker(proof.owner)
-        void init.ledger.recordForkProof(proof).catch((err: unknown) => { logger.warn({ err }, 'failed to store a fork proof') })
-      }
-    }
+    onForkProofs: init.onForkProofs
   }
 
+  const spotChecks = new SpotCheckPolicy({ share: init.config.spotCheckShare })
+  const sentJobs = new SentJobs()
+  const lostJobs = new LostJobNotices({ libp2p: init.libp2p, sent: sentJobs, logger: init.logger.child({ component: 'lost-jobs' }) })
+  await lostJobs.start()
+  stopSteps.push(async () => { await lostJobs.stop() })
   const dispatcher = new StageDispatcher({
     context,
     discovery: init.discovery,
     logger: init.logger.child({ component: 'dispatcher' }),
     outcomes: { report: (peer, outcome) => { recordOutcome(init.reputation, peer, outcome) } },
-    jobs: init.jobs
+    jobs: init.jobs,
+    trust: { view: init.reputation, spotChecks },
+    onJobSent: (jobId, provider) => { sentJobs.record(jobId, provider) }
   })
 
   const documents = await openKnowledgeBase({ database: init.database, logger: init.logger })
@@ -99,7 +109,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   stopSteps.push(async () => { await cascades.stop() })
 
   await startWebhooks(init, cascades, events, stopSteps)
-  return { context, dispatcher, documents, events, cascades }
+  return { context, dispatcher, spotChecks, lostJobs, documents, events, cascades }
 }
 
 /** Records completed, failed, timed out and wrong results in reputation; a rejection tells nothing about quality. */

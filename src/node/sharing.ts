@@ -3,9 +3,11 @@ import { CapacityAdvertiser } from '../dht/advertiser.js'
 import { serveCapacity } from '../dht/capacity-protocol.js'
 import { ExecutorService } from '../stage/executor-service.js'
 import { CapacityLeases } from '../stage/leases.js'
+import { reportLostJobs, RunningJobs } from '../stage/lost-jobs.js'
 import { serveReceiptDelivery } from '../stage/receipt-delivery.js'
 import { ReplayGuard } from '../stage/replay-guard.js'
 import { textSublevel } from './data-dir.js'
+import type { ForkProof } from '../credits/fork-proof.js'
 import type { Ledger } from '../credits/ledger.js'
 import type { AdvertiserTiming, CapacitySnapshot } from '../dht/advertiser.js'
 import type { CapacityRecord, Isolation, Runtime } from '../dht/capacity-record.js'
@@ -39,6 +41,8 @@ export interface SharingInit {
   encryptionKey: EncryptionKeyPair
   ledger: Ledger
   reputation: Reputation
+  /** Distrusts the forkers that the proofs name, stores the proofs and shares them with peers. */
+  onForkProofs: (proofs: ForkProof[]) => void
   sandbox: SandboxInfo
   /** Runs stages in the sandbox; undefined when this node has no sandbox. */
   runner?: StageRunner
@@ -91,6 +95,9 @@ export function offersAgent (config: NodeConfig): boolean {
 
 async function startExecutorService (init: SharingInit, runner: StageRunner, leases: CapacityLeases, agents: string[], stopSteps: StopStep[]): Promise<ExecutorService> {
   const logger = init.logger.child({ component: 'executor' })
+  // Read before the service takes jobs: what is recorded now was running when the node last stopped.
+  const runningJobs = new RunningJobs(init.database, logger)
+  const lost = await runningJobs.list()
   const service = new ExecutorService({
     libp2p: init.libp2p,
     logger,
@@ -103,20 +110,23 @@ async function startExecutorService (init: SharingInit, runner: StageRunner, lea
     images: init.config.images.map(image => image.name),
     agents,
     ledger: init.ledger,
-    credit: {
-      trust: init.reputation,
-      onForkProofs: (proofs) => {
-        for (const proof of proofs) {
-          init.reputation.markForker(proof.owner)
-          void init.ledger.recordForkProof(proof).catch((err: unknown) => { logger.warn({ err }, 'failed to store a fork proof') })
-        }
-      }
-    },
+    credit: { trust: init.reputation, onForkProofs: init.onForkProofs },
     workDir: path.join(init.config.dataDir, 'jobs'),
-    jobs: init.jobs
+    jobs: init.jobs,
+    runningJobs
   })
   await service.start()
   stopSteps.push(async () => { await service.stop() })
+
+  if (lost.length > 0) {
+    logger.warn({ jobs: lost.map(job => job.jobId) }, 'jobs were running when this node last stopped; reporting them lost to their requesters')
+    const stopReporting = new AbortController()
+    const reporting = reportLostJobs(lost, { libp2p: init.libp2p, jobs: runningJobs, logger, signal: stopReporting.signal })
+    stopSteps.push(async () => {
+      stopReporting.abort()
+      await reporting
+    })
+  }
 
   const stopDelivery = await serveReceiptDelivery({ libp2p: init.libp2p, ledger: init.ledger, logger })
   stopSteps.push(stopDelivery)

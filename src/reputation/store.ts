@@ -30,7 +30,8 @@ const storedOutcomesSchema = z.strictObject({
 export class ReputationStore {
   private readonly store: ReputationSublevel
   private readonly logger: Logger
-  private readonly pending = new Set<Promise<void>>()
+  /** The newest save; each save waits for the one before, because LevelDB may reorder concurrent puts of one key. */
+  private lastSave: Promise<void> = Promise.resolve()
 
   constructor (database: ReputationDatabase, logger: Logger) {
     this.store = database.sublevel('reputation', { keyEncoding: 'utf8', valueEncoding: 'view' }) as ReputationSublevel
@@ -59,15 +60,14 @@ export class ReputationStore {
 
   /** Saves one peer's local trust in the background. A failed write is logged rather than thrown, so that saving cannot fail a stage. */
   save (peer: string, score: number, outcomes: number): void {
-    const write = this.store.put(OUTCOME_PREFIX + peer, encodeCanonical({ score, outcomes })).catch((err: unknown) => {
-      this.logger.warn({ peer, err }, 'failed to save local trust')
-    })
-    this.pending.add(write)
-    void write.finally(() => this.pending.delete(write))
+    const value = encodeCanonical({ score, outcomes })
+    this.lastSave = this.lastSave
+      .then(async () => { await this.store.put(OUTCOME_PREFIX + peer, value) })
+      .catch((err: unknown) => { this.logger.warn({ peer, err }, 'failed to save local trust') })
   }
 
   /** Waits for the saves in progress; call it before closing the database. */
   async flush (): Promise<void> {
-    await Promise.all([...this.pending])
+    await this.lastSave
   }
 }

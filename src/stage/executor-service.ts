@@ -20,6 +20,7 @@ import type { Signer } from '../records/signature.js'
 import type { CapacityLeases, Lease } from './leases.js'
 import type { JobRegistry } from './job-registry.js'
 import type { Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
+import type { RunningJobs } from './lost-jobs.js'
 import type { ReplayGuard } from './replay-guard.js'
 import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from './runner.js'
 import type { EncryptionKeyPair } from '../node/identity.js'
@@ -76,6 +77,8 @@ export interface ExecutorServiceInit {
   credit?: CreditCheck
   /** Folder for the input archives of running jobs. */
   workDir: string
+  /** Records each job while it runs, so that a restart after a crash can report the lost ones. */
+  runningJobs?: Pick<RunningJobs, 'add' | 'remove'>
   maxPayloadBytes?: number
   maxStreamsPerPeer?: number
   timing?: Partial<ExecutorTiming>
@@ -157,6 +160,7 @@ export class ExecutorService {
     this.streamsByPeer.set(peer, active)
     let jobId: string | undefined
     let lease: Lease | undefined
+    let recorded = false
 
     try {
       const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
@@ -167,6 +171,8 @@ export class ExecutorService {
       }
       lease = await this.admit(peer, offer)
       await this.checkCredit(channel, peer, offer)
+      await this.init.runningJobs?.add(offer.jobId, peer)
+      recorded = true
       await this.runJob(channel, peer, offer, lease)
     } catch (err) {
       this.init.jobs?.finish('executor', jobId, { state: 'failed', error: (err as Error).message })
@@ -174,6 +180,9 @@ export class ExecutorService {
     } finally {
       if (lease !== undefined) {
         this.init.leases.release(lease.jobId)
+      }
+      if (recorded && jobId !== undefined) {
+        await this.init.runningJobs?.remove(jobId).catch((err: unknown) => { this.logger.warn({ job: jobId, err }, 'failed to remove the record of a finished job') })
       }
       this.streamsByPeer.set(peer, (this.streamsByPeer.get(peer) ?? 1) - 1)
       if (this.streamsByPeer.get(peer) === 0) {

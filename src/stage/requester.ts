@@ -76,9 +76,13 @@ export interface RemoteStageOptions {
   /**
    * Decides whether the result is worth paying for: a reason to refuse it,
    * or undefined to countersign. A refused result is not countersigned, so
-   * the executor is not paid, and the call fails with `result`.
+   * the executor is not paid, and the call fails with `result`. It gets the
+   * checkpoint too, so that a caller that refuses a result only for now can
+   * still settle it later with `settleFromCheckpoint`. The executor waits
+   * for the countersignature for a limited time (30 s by default), so an
+   * asynchronous judge must decide well within it.
    */
-  judgeResult?: (result: StageResultPayload) => string | undefined
+  judgeResult?: (result: StageResultPayload, checkpoint: ResultCheckpoint) => string | undefined | Promise<string | undefined>
   /**
    * Called with the checked result and the executor's receipt before the
    * receipt is countersigned, so the caller can checkpoint them; after a
@@ -297,12 +301,13 @@ async function settle (channel: StageChannel, jobId: string, peer: string, task:
     throw new RemoteStageError('result', peer, `the receipt for job ${jobId} is not acceptable: ${(err as Error).message}`, { cause: err })
   }
 
-  const refusal = options.judgeResult?.(result.payload)
+  const terms: JobTerms = { jobId, requester: context.signer.peerId, executor: peer, price: accept.price, maxCredits: task.maxCredits, resultHash: result.hash }
+  const checkpoint: ResultCheckpoint = { jobId, executor: peer, result: result.payload, receipt: message.receipt, terms }
+  const refusal = await options.judgeResult?.(result.payload, checkpoint)
   if (refusal !== undefined) {
     throw new RemoteStageError('result', peer, `the result of job ${jobId} is not accepted, so its receipt is not countersigned: ${refusal}`)
   }
-  const terms: JobTerms = { jobId, requester: context.signer.peerId, executor: peer, price: accept.price, maxCredits: task.maxCredits, resultHash: result.hash }
-  await options.onResult?.({ jobId, executor: peer, result: result.payload, receipt: message.receipt, terms })
+  await options.onResult?.(checkpoint)
 
   const countersigned = countersignReceipt(message.receipt, context.signer)
   // Recorded before it is sent: once the executor has the countersignature,

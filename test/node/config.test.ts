@@ -104,3 +104,22 @@ describe('parseSize', () => {
     expect(parseSize('')).toBeUndefined()
   })
 })
+
+describe('spot check share', () => {
+  it('defaults to one in ten', async () => {
+    expect((await load({})).spotCheckShare).toBe(0.1)
+  })
+
+  it('reads the flag and the file', async () => {
+    expect((await load({ spotCheckShare: '0.25' })).spotCheckShare).toBe(0.25)
+    expect((await load({}, { spotCheckShare: 1 })).spotCheckShare).toBe(1)
+    expect((await load({ spotCheckShare: '0' })).spotCheckShare).toBe(0)
+  })
+
+  it('rejects values outside 0 to 1', async () => {
+    for (const value of ['1.5', '-0.1', 'often', '']) {
+      expect(await rejection({ spotCheckShare: value })).toMatch(/invalid --spot-check-share .*: expected a share from 0 to 1/)
+    }
+    expect(await rejection({}, { spotCheckShare: '0.5x' })).toMatch(/invalid "spotCheckShare" in .*config\.json/)
+  })
+})

@@ -29,6 +29,7 @@ interface StartOptions {
   agentApiKeyEnv?: string
   agentBaseUrl?: string
   price?: string
+  spotCheckShare?: string
   logLevel?: string
   logFormat?: LogFormat
   stopWhenStdinCloses?: boolean
@@ -59,6 +60,7 @@ export function registerStartCommand (program: Command): void {
     .option('--agent-api-key-env <name>', 'environment variable holding the agent\'s API key, passed only into agent sandboxes (default ANTHROPIC_API_KEY)')
     .option('--agent-base-url <url>', 'model API base URL given to agents, such as a local stand-in')
     .option('--price <cpu,gib,tokens>', 'what this node charges, in millicredits per CPU second, per GiB second and per 1000 agent tokens (default 10,1,20)')
+    .option('--spot-check-share <share>', 'share of stages, 0 to 1, checked with a canary or a second run once a provider is past probation; every stage of a provider on probation is checked (default 0.1)')
     .option('--log-level <level>', 'trace, debug, info, warn or error (default info, or EMDX_LOG_LEVEL)')
     .addOption(new Option('--log-format <format>', 'pretty for people, json for log collectors (default: pretty on a terminal)').choices(['pretty', 'json']))
     // For `devnet`: a node stops when the devnet process that started it dies.
@@ -89,6 +91,7 @@ function explicitSettings (options: StartOptions, command: Command): SettingsInp
   if (given('agentApiKeyEnv')) settings.agentApiKeyEnv = options.agentApiKeyEnv
   if (given('agentBaseUrl')) settings.agentBaseUrl = options.agentBaseUrl
   if (given('price')) settings.price = options.price
+  if (given('spotCheckShare')) settings.spotCheckShare = options.spotCheckShare
   return settings
 }
 
