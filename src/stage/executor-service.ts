@@ -280,6 +280,9 @@ export class ExecutorService {
     this.init.jobs?.update('executor', offer.jobId, 'running')
     const startedAt = Date.now()
     const result = await this.execute(channel, offer, lease, payload, logger)
+    // The sandbox is done: its capacity is free for the next offer while the
+    // result and the receipt are exchanged.
+    this.init.leases.release(lease.jobId)
     const finishedAt = Math.max(startedAt, Date.now())
     this.init.jobs?.update('executor', offer.jobId, 'settling', result.outcome)
 
