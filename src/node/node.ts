@@ -29,6 +29,7 @@ import type { CapacityAdvertiser, AdvertiserTiming } from '../dht/advertiser.js'
 import type { SandboxInfo } from '../exec/types.js'
 import type { Signer } from '../records/signature.js'
 import type { Reputation } from '../reputation/reputation.js'
+import type { SpotCheckOptions } from '../reputation/spot-check.js'
 import type { ExecutorService } from '../stage/executor-service.js'
 import type { CapacityLeases } from '../stage/leases.js'
 import type { StageRunner } from '../stage/runner.js'
@@ -96,6 +97,11 @@ export interface NodeInit {
   runner?: StageRunner
   /** Starts no sandbox (the node then shares nothing unless `runner` is given); tests that are not about the sandbox set it. */
   skipSandbox?: boolean
+  /**
+   * Spot-check settings beyond `--spot-check-share`; tests whose scripted
+   * runners cannot run canaries turn probation off with `probationChecks: 0`.
+   */
+  spotChecks?: Omit<SpotCheckOptions, 'share'>
 }
 
 /** The parts of a running node, built in order by `EmdxNode.start`. */
@@ -253,7 +259,7 @@ export class EmdxNode {
         jobs
       }, stopSteps)
 
-      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, onForkProofs, runner, git, jobs }, stopSteps)
+      const requesting = await startRequesting({ config, logger: init.logger, libp2p, signer, encryptionKey, database, ledger, reputation, discovery, onForkProofs, runner, git, jobs, spotChecks: init.spotChecks }, stopSteps)
 
       const trustExchange = new TrustExchange({ libp2p, reputation, signer, logger: init.logger.child({ component: 'trust' }) })
       await trustExchange.start()

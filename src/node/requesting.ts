@@ -6,6 +6,7 @@ import { RemoteTransformRunner } from '../cascade/remote-runner.js'
 import { CascadeStore } from '../cascade/store.js'
 import { openKnowledgeBase } from '../knowledge/open.js'
 import { SpotCheckPolicy } from '../reputation/spot-check.js'
+import type { SpotCheckOptions } from '../reputation/spot-check.js'
 import { StageDispatcher } from '../stage/dispatcher.js'
 import { LostJobNotices, SentJobs } from '../stage/lost-jobs.js'
 import { settleFromCheckpoint } from '../stage/receipt-delivery.js'
@@ -47,6 +48,7 @@ export interface RequestingInit {
   git: Git
   /** Where the dispatcher reports the jobs it sends out. */
   jobs?: JobRegistry
+  spotChecks?: Omit<SpotCheckOptions, 'share'>
 }
 
 export interface Requesting {
@@ -76,7 +78,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
     onForkProofs: init.onForkProofs
   }
 
-  const spotChecks = new SpotCheckPolicy({ share: init.config.spotCheckShare })
+  const spotChecks = new SpotCheckPolicy({ ...init.spotChecks, share: init.config.spotCheckShare })
   const sentJobs = new SentJobs()
   const lostJobs = new LostJobNotices({ libp2p: init.libp2p, sent: sentJobs, logger: init.logger.child({ component: 'lost-jobs' }) })
   await lostJobs.start()

@@ -69,6 +69,8 @@ describe('Sybil ring on the network', () => {
       const minted = await runStage(payer, minter, STARTING_GRANT)
       expect(minted instanceof Error ? minted.message : 'paid').toBe('paid')
     }
+    // The executor records its side just after the requester has its result.
+    await waitFor(() => minter.ledger.head().seq === payers.length - 1, 10_000, 'the minter to record every payment')
     const mintedBalance = minter.ledger.balance().balance
 
     const bought = new Map<EmdxNode, number>()

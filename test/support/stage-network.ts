@@ -87,7 +87,8 @@ export async function startStageNetwork (count: number, options: StageNetworkOpt
     }
     return answer(spec)
   })
-  const extras = { runner: runner(), advertiserTiming: { debounceMs: 100, retryMs: 200 } }
+  // Scripted runners cannot run canaries, and these networks are not about trust.
+  const extras = { runner: runner(), advertiserTiming: { debounceMs: 100, retryMs: 200 }, spotChecks: { probationChecks: 0 } }
 
   const nodes: EmdxNode[] = []
   const stop = async (): Promise<void> => {
@@ -95,10 +96,10 @@ export async function startStageNetwork (count: number, options: StageNetworkOpt
     await Promise.all(nodes.map(async node => { await stopTestNode(node) }))
   }
   try {
-    nodes.push(await startSharedNode({ agentBaseUrl: UNUSED_MODEL_URL }, extras))
+    nodes.push(await startSharedNode({ agentBaseUrl: UNUSED_MODEL_URL, spotCheckShare: '0' }, extras))
     const bootstrap = nodes[0]?.addresses() ?? []
     for (let index = 1; index < count; index++) {
-      nodes.push(await startSharedNode({ agentBaseUrl: UNUSED_MODEL_URL, bootstrap }, { ...extras, runner: runner() }))
+      nodes.push(await startSharedNode({ agentBaseUrl: UNUSED_MODEL_URL, spotCheckShare: '0', bootstrap }, { ...extras, runner: runner() }))
     }
     await waitFor(() => nodes.every(node => node.libp2p.getPeers().length === count - 1), 30_000, `every node to connect to the other ${count - 1}`)
     await waitFor(async () => {
