@@ -1,17 +1,23 @@
 /**
  * Discovery latency: the time from asking for providers of an agent stage to
  * having at least 3 usable ones, in networks of 10, 25 and 50 nodes on
- * loopback. The nodes run in worker processes of 10 nodes each; the
- * requester and the bootstrap node run here. Each run measures a cold search
+ * loopback. The other nodes run in worker processes of 10 nodes each, the
+ * bootstrap node in a worker of its own, and the requester alone in this
+ * process, as it would run on its own machine. Before measuring, the script
+ * lets the network settle (`--settle` seconds): for about a minute and a half
+ * after a start, kad-dht refreshes every routing table with random walks,
+ * which on a machine hosting all the nodes starves every process of CPU and
+ * measures that refresh rather than discovery. Each run measures a cold search
  * (the requester forgot every record it had seen, so providers come from the
  * DHT alone) and a warm one (providers seen in the last minute are asked at
  * once, beside the DHT). Baseline in the same run: one plain DHT
  * findProviders of one shard of the class key, run to its end.
  *
- *   npx tsx bench/discovery.ts [--runs 30] [--sizes 10,25,50]
+ *   npx tsx bench/discovery.ts [--runs 30] [--sizes 10,25,50] [--settle 120]
  */
 import '../src/node/polyfills.js'
 import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
@@ -31,6 +37,7 @@ const argument = (name: string, fallback: string): string => {
 }
 const runs = Number(argument('--runs', '30'))
 const sizes = argument('--sizes', '10,25,50').split(',').map(Number)
+const settleSeconds = Number(argument('--settle', '120'))
 const NODES_PER_WORKER = 10
 const WANTED = 3
 const needs: StageNeeds = { cpus: 1, memoryBytes: 512 * 1024 ** 2, agent: 'claude' }
@@ -41,27 +48,56 @@ async function startLocalNode (baseDir: string, name: string, bootstrap: string[
   return await EmdxNode.start({ config, logger: silentLogger(), skipSandbox: true })
 }
 
-async function startWorker (count: number, sharing: number, bootstrap: string): Promise<ChildProcess> {
+interface Worker {
+  child: ChildProcess
+  /** Listen addresses of each node in the worker. */
+  addresses: string[][]
+}
+
+async function startWorker (count: number, sharing: number, bootstrap: string): Promise<Worker> {
   const child = spawn(process.execPath, ['--import', 'tsx', worker, String(count), String(sharing), bootstrap], { stdio: ['pipe', 'pipe', 'inherit'] })
-  await new Promise<void>((resolve, reject) => {
+  return await new Promise<Worker>((resolve, reject) => {
     let output = ''
     child.stdout?.on('data', (chunk: Buffer) => {
       output += chunk.toString()
-      if (output.includes('"ready"')) {
-        resolve()
+      const line = output.split('\n').find(candidate => candidate.includes('"ready"'))
+      if (line !== undefined) {
+        resolve({ child, addresses: (JSON.parse(line) as { addresses: string[][] }).addresses })
       }
     })
     child.once('exit', code => { reject(new Error(`worker exited with ${code}`)) })
   })
-  return child
+}
+
+/** CPU time a process has used so far, in clock ticks (Linux); 0 where /proc is missing. */
+function cpuTicks (pid: number | undefined): number {
+  try {
+    const fields = readFileSync(`/proc/${pid ?? 0}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return Number(fields[11]) + Number(fields[12])
+  } catch {
+    return 0
+  }
+}
+
+/** Share of one CPU the workers used over the last `ms`, in percent. */
+async function workerLoad (workers: Worker[], ms: number): Promise<number> {
+  const before = workers.map(({ child }) => cpuTicks(child.pid))
+  await sleep(ms)
+  const used = workers.reduce((sum, { child }, index) => sum + cpuTicks(child.pid) - (before[index] ?? 0), 0)
+  // Linux counts 100 ticks a second.
+  return used / (ms / 1000)
 }
 
 async function measure (size: number): Promise<void> {
   const baseDir = await mkdtemp(path.join(os.tmpdir(), 'emdx-bench-discovery-'))
-  const bootstrap = await startLocalNode(baseDir, 'bootstrap', [])
-  const requester = await startLocalNode(baseDir, 'requester', bootstrap.addresses())
-  const workers: ChildProcess[] = []
+  const workers: Worker[] = []
+  let requester: EmdxNode | undefined
   try {
+    const bootstrapWorker = await startWorker(1, 0, '-')
+    workers.push(bootstrapWorker)
+    const bootstrap = bootstrapWorker.addresses[0]?.[0] as string
+    requester = await startLocalNode(baseDir, 'requester', [bootstrap])
+
     // A third of the other nodes share, so that the requester always has
     // more providers to choose from than it needs.
     let remaining = size - 2
@@ -69,7 +105,7 @@ async function measure (size: number): Promise<void> {
     while (remaining > 0) {
       const count = Math.min(NODES_PER_WORKER, remaining)
       const share = Math.min(count, sharing)
-      workers.push(await startWorker(count, share, bootstrap.addresses()[0] as string))
+      workers.push(await startWorker(count, share, bootstrap))
       remaining -= count
       sharing -= share
     }
@@ -82,12 +118,17 @@ async function measure (size: number): Promise<void> {
       }
       await sleep(1000)
     }
+    const formingLoad = await workerLoad(workers, 5000)
+    await sleep(Math.max(0, settleSeconds * 1000 - 5000))
+    const settledLoad = await workerLoad(workers, 5000)
 
     const key = await classKey({ kind: 'agent', agent: 'claude' }, 0)
     const cold: number[] = []
     const warm: number[] = []
     const floor: number[] = []
     let short = 0
+    const ticksBefore = workers.map(({ child }) => cpuTicks(child.pid))
+    const measureStarted = performance.now()
     for (let run = 0; run < runs; run++) {
       let started = performance.now()
       for await (const _event of requester.libp2p.services.dht.findProviders(key, { signal: AbortSignal.timeout(10_000) })) {
@@ -106,20 +147,22 @@ async function measure (size: number): Promise<void> {
       short += (coldFound.length < WANTED ? 1 : 0) + (warmFound.length < WANTED ? 1 : 0)
       await sleep(100)
     }
+    const ticksUsed = workers.reduce((sum, { child }, index) => sum + cpuTicks(child.pid) - (ticksBefore[index] ?? 0), 0)
+    const measuringLoad = ticksUsed / ((performance.now() - measureStarted) / 1000)
 
     const coldSummary = summarize(cold)
     const warmSummary = summarize(warm)
     const baseline = summarize(floor)
-    console.log(`\n${size} nodes (requester + bootstrap here, ${workers.length} worker processes)${short > 0 ? `; ${short} searches found fewer than ${WANTED}` : ''}:`)
+    console.log(`\n${size} nodes (the requester here, ${workers.length} worker processes)${short > 0 ? `; ${short} searches found fewer than ${WANTED}` : ''}:`)
+    console.log(`  CPU of all workers: ${formingLoad.toFixed(0)}% of one core while forming, ${settledLoad.toFixed(0)}% after ${settleSeconds} s, ${measuringLoad.toFixed(0)}% while measuring`)
     console.log(`  cold discovery of ${WANTED} usable providers: ${formatSummary(coldSummary, 'ms', 0)}`)
     console.log(`  warm discovery of ${WANTED} usable providers: ${formatSummary(warmSummary, 'ms', 0)}`)
     console.log(`  one-shard findProviders (baseline):  ${formatSummary(baseline, 'ms', 0)}`)
     console.log(`  cold / baseline medians: ${(coldSummary.median / baseline.median).toFixed(2)}x, warm / baseline: ${(warmSummary.median / baseline.median).toFixed(2)}x`)
   } finally {
-    workers.forEach(child => { child.stdin?.end() })
-    await Promise.all(workers.map(async child => await new Promise(resolve => child.once('exit', resolve))))
-    await requester.stop()
-    await bootstrap.stop()
+    workers.forEach(({ child }) => { child.stdin?.end() })
+    await Promise.all(workers.map(async ({ child }) => await new Promise(resolve => child.once('exit', resolve))))
+    await requester?.stop()
     await rm(baseDir, { recursive: true, force: true })
   }
 }

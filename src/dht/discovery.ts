@@ -120,7 +120,7 @@ export class Discovery {
     this.logger.debug({ class: classLabel(capability), count: options.count }, 'looking for providers')
 
     const known = this.recentlySeenProviders()
-    const candidates = await search.run(known, keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal: search.signal })))
+    const candidates = await search.run(known, signal => keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal })))
     return rankCandidates(candidates)
   }
 
@@ -260,7 +260,24 @@ export class Discovery {
   }
 }
 
-/** One search: merges the shard queries, fetches records in parallel and decides when to stop. */
+/** The shard queries of one search, started anew with a signal each time they resume. */
+type ShardQueries = (signal: AbortSignal) => Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>
+
+/**
+ * Providers a search holds beyond the count it wants before it pauses its
+ * DHT walks: enough that one or two full or unreachable providers do not
+ * send it back to the DHT.
+ */
+const SPARE_PROVIDERS = 2
+
+/**
+ * One search: merges the shard queries, fetches records in parallel and
+ * decides when to stop. The shard queries pause once the search holds
+ * `count` + SPARE_PROVIDERS providers (usable or being fetched), because a
+ * DHT walk goes on asking peers long after the first providers arrive, and
+ * that traffic slows the record fetches the search is waiting for. They
+ * resume if the providers in hand fall below `count`.
+ */
 class ProviderSearch {
   private readonly discovery: Discovery
   private readonly needs: StageNeeds
@@ -269,6 +286,11 @@ class ProviderSearch {
   private readonly considered = new Set<string>()
   private readonly usable: Array<Omit<Candidate, 'score'>> = []
   private readonly fetches = new Set<Promise<void>>()
+  private queries?: ShardQueries
+  /** Aborts the running round of shard queries, to pause them. */
+  private round?: AbortController
+  /** Set when a round of shard queries ran to its end: the DHT has nothing more. */
+  private exhausted = false
   private graceTimer?: NodeJS.Timeout
   private finish!: () => void
   private readonly started = performance.now()
@@ -283,26 +305,66 @@ class ProviderSearch {
     setMaxListeners(Infinity, this.signal)
   }
 
-  async run (known: PeerInfo[], queries: Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>): Promise<Array<Omit<Candidate, 'score'>>> {
+  async run (known: PeerInfo[], queries: ShardQueries): Promise<Array<Omit<Candidate, 'score'>>> {
     const finished = new Promise<void>(resolve => { this.finish = resolve })
     this.signal.addEventListener('abort', () => { this.finish() }, { once: true })
+    this.queries = queries
     known.forEach(provider => { this.consider(provider) })
-
-    const shardQueries = Promise.all(queries.map(async query => { await this.drain(query) }))
-    const allDone = shardQueries.then(async () => {
-      while (this.fetches.size > 0) {
-        await Promise.all([...this.fetches])
-      }
-    })
-    void allDone.then(() => { this.finish() })
+    if (this.inHand() < this.count + SPARE_PROVIDERS) {
+      this.startQueries()
+    } else {
+      this.discovery.trace({ known: known.length }, 'recently seen providers are enough; the DHT waits')
+    }
 
     await finished
     clearTimeout(this.graceTimer)
     // Shard queries and record fetches still under way end on this abort;
     // they catch their own errors, so nothing waits for them to unwind.
     this.controller.abort()
-    void allDone.catch(() => {})
     return [...this.usable]
+  }
+
+  /** Providers usable or being fetched. */
+  private inHand (): number {
+    return this.usable.length + this.fetches.size
+  }
+
+  private startQueries (): void {
+    if (this.round !== undefined || this.exhausted || this.queries === undefined || this.signal.aborted) {
+      return
+    }
+    const round = new AbortController()
+    this.round = round
+    const signal = AbortSignal.any([this.signal, round.signal])
+    setMaxListeners(Infinity, signal)
+    void Promise.all(this.queries(signal).map(async query => { await this.drain(query) })).then(() => {
+      this.round = undefined
+      if (!round.signal.aborted) {
+        this.exhausted = true
+      }
+      this.settle()
+    })
+  }
+
+  private pauseQueries (): void {
+    if (this.round !== undefined && this.inHand() >= this.count + SPARE_PROVIDERS) {
+      this.discovery.trace({ inHand: this.inHand(), elapsedMs: Math.round(performance.now() - this.started) }, 'enough providers in hand; pausing the DHT queries')
+      this.round.abort()
+    }
+  }
+
+  /** After a fetch or a round of queries ends: resumes the queries if needed, or ends the search when nothing is left to wait for. */
+  private settle (): void {
+    if (this.signal.aborted) {
+      return
+    }
+    if (this.inHand() < this.count && !this.exhausted) {
+      this.startQueries()
+      return
+    }
+    if (this.round === undefined && this.fetches.size === 0) {
+      this.finish()
+    }
   }
 
   private async drain (query: AsyncIterable<{ name: string, providers?: PeerInfo[] }>): Promise<void> {
@@ -330,8 +392,12 @@ class ProviderSearch {
       return
     }
 
-    const fetch = this.evaluate(provider).finally(() => { this.fetches.delete(fetch) })
+    const fetch = this.evaluate(provider).finally(() => {
+      this.fetches.delete(fetch)
+      this.settle()
+    })
     this.fetches.add(fetch)
+    this.pauseQueries()
   }
 
   private async evaluate (provider: PeerInfo): Promise<void> {

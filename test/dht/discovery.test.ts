@@ -1,8 +1,9 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { capacityKey, MAX_CAPACITY_RECORD_BYTES, openCapacityRecord, PROTOCOL_VERSION, signCapacityRecord } from '../../src/dht/capacity-record.js'
 import { queryCapacity } from '../../src/dht/capacity-protocol.js'
+import { PROVIDER_SHARDS } from '../../src/dht/classes.js'
 import { encodeCanonical } from '../../src/records/canonical.js'
 import { createSigner } from '../../src/records/signature.js'
 import { ManualCapacity } from '../support/capacity.js'
@@ -114,6 +115,25 @@ describe('discovery in a 20-node network', () => {
     }, 20_000, 'the DHT copy to show 1.5 free CPUs')
 
     expect(stored?.cpus.free).toBe(1.5)
+  })
+
+  it('leaves the DHT alone while recently seen providers are enough', async () => {
+    const requester = network?.others[4] as EmdxNode
+    await findAtLeast(requester, agentStage, 5)
+    const findProviders = vi.spyOn(requester.libp2p.services.dht, 'findProviders')
+    try {
+      const again = await requester.discovery.find(agentStage, { count: 3, signal: AbortSignal.timeout(10_000) })
+      const callsWhenEnough = findProviders.mock.calls.length
+      const wider = await requester.discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
+
+      expect(again.length).toBeGreaterThanOrEqual(3)
+      expect(callsWhenEnough).toBe(0)
+      // Asked for more than it has seen, it walks the DHT again, once per shard.
+      expect(findProviders.mock.calls.length).toBe(PROVIDER_SHARDS)
+      expect(wider.length).toBeGreaterThanOrEqual(again.length)
+    } finally {
+      findProviders.mockRestore()
+    }
   })
 
   it('drops a provider that is full', async () => {
