@@ -272,11 +272,12 @@ const SPARE_PROVIDERS = 2
 
 /**
  * One search: merges the shard queries, fetches records in parallel and
- * decides when to stop. The shard queries pause once the search holds
- * `count` + SPARE_PROVIDERS providers (usable or being fetched), because a
- * DHT walk goes on asking peers long after the first providers arrive, and
- * that traffic slows the record fetches the search is waiting for. They
- * resume if the providers in hand fall below `count`.
+ * decides when to stop. A DHT walk goes on asking peers long after the first
+ * providers arrive, and that traffic slows the record fetches the search is
+ * waiting for. So the shard queries pause once the search holds `count` +
+ * SPARE_PROVIDERS providers (usable or being fetched) or `count` usable ones
+ * (the grace period then waits only for fetches under way), and resume if
+ * the providers in hand fall below `count`.
  */
 class ProviderSearch {
   private readonly discovery: Discovery
@@ -347,7 +348,7 @@ class ProviderSearch {
   }
 
   private pauseQueries (): void {
-    if (this.round !== undefined && this.inHand() >= this.count + SPARE_PROVIDERS) {
+    if (this.round !== undefined && (this.inHand() >= this.count + SPARE_PROVIDERS || this.usable.length >= this.count)) {
       this.discovery.trace({ inHand: this.inHand(), elapsedMs: Math.round(performance.now() - this.started) }, 'enough providers in hand; pausing the DHT queries')
       this.round.abort()
     }
@@ -414,6 +415,7 @@ class ProviderSearch {
     this.usable.push({ peerId, record: fetched.record, rttMs: fetched.rttMs, trust: this.discovery.trustOf(peerId) })
     if (this.usable.length >= this.count && this.graceTimer === undefined) {
       this.graceTimer = setTimeout(() => { this.finish() }, this.discovery.graceMs)
+      this.pauseQueries()
     }
   }
 }
