@@ -11,9 +11,12 @@ import { EmdxError } from '../node/errors.js'
  * chunk count and the total length, so a chunk that is dropped, reordered,
  * replayed into another job or cut short fails authentication.
  *
- * The key agreement is tweetnacl's `box.before`; the bulk encryption is
- * libsodium's `crypto_secretbox_easy` with that key, which produces the same
- * bytes as `nacl.box.after` about six times faster (see docs/benchmarks.md).
+ * Everything slow is native libsodium: the ephemeral key pair, the X25519
+ * scalar multiplication and the bulk `crypto_secretbox_easy`. The step from
+ * the X25519 secret to the box key (HSalsa20, what `crypto_box_beforenm`
+ * does and sodium-native does not expose) is tweetnacl's, and fast. The
+ * bytes are those of `nacl.box`; tweetnacl alone took about 0.8 ms per key
+ * pair or key agreement, four of each per stage (see docs/benchmarks.md).
  */
 
 /** A sealed message that cannot be opened: wrong key, tampered, reordered or truncated. */
@@ -57,11 +60,42 @@ function chunkNonce (context: SealContext, header: Omit<SealHeader, 'ephemeralKe
   return new Uint8Array(hash.digest().subarray(0, nacl.box.nonceLength))
 }
 
+/** The sixteen zero bytes HSalsa20 takes as its input when it derives a box key. */
+const HSALSA20_ZERO_INPUT = new Uint8Array(16)
+
+/** HSalsa20's constant, "expand 32-byte k". */
+const SIGMA = new TextEncoder().encode('expand 32-byte k')
+
+/**
+ * tweetnacl's HSalsa20, which its type declarations leave out although the
+ * library exports it (as `lowlevel.crypto_core_hsalsa20`).
+ */
+const hsalsa20 = (nacl as unknown as { lowlevel: { crypto_core_hsalsa20: (out: Uint8Array, input: Uint8Array, key: Uint8Array, constant: Uint8Array) => number } }).lowlevel.crypto_core_hsalsa20
+
+/** The same key as NaCl's `crypto_box_beforenm` (tweetnacl's `box.before`). */
 function sharedKey (publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array {
   if (publicKey.byteLength !== KEY_BYTES || secretKey.byteLength !== KEY_BYTES) {
     throw new SealError(`X25519 keys must be ${KEY_BYTES} bytes`)
   }
-  return nacl.box.before(publicKey, secretKey)
+  const secret = Buffer.alloc(KEY_BYTES)
+  try {
+    sodium.crypto_scalarmult(secret, secretKey, publicKey)
+  } catch (err) {
+    // libsodium refuses public keys of low order, whose shared secret is zero.
+    throw new SealError('the X25519 public key is not usable (a low-order point)', { cause: err })
+  }
+  const key = new Uint8Array(KEY_BYTES)
+  hsalsa20(key, HSALSA20_ZERO_INPUT, secret, SIGMA)
+  secret.fill(0)
+  return key
+}
+
+/** A fresh X25519 key pair for one sealed message. */
+function ephemeralKeyPair (): { publicKey: Uint8Array, secretKey: Uint8Array } {
+  const publicKey = Buffer.alloc(KEY_BYTES)
+  const secretKey = Buffer.alloc(KEY_BYTES)
+  sodium.crypto_box_keypair(publicKey, secretKey)
+  return { publicKey: new Uint8Array(publicKey), secretKey }
 }
 
 /**
@@ -69,7 +103,7 @@ function sharedKey (publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array {
  * first and the chunks to send after it, in order.
  */
 export function seal (data: Uint8Array, recipientKey: Uint8Array, context: SealContext): { header: SealHeader, chunks: Uint8Array[] } {
-  const ephemeral = nacl.box.keyPair()
+  const ephemeral = ephemeralKeyPair()
   const key = sharedKey(recipientKey, ephemeral.secretKey)
   const header: SealHeader = { ephemeralKey: ephemeral.publicKey, totalBytes: data.byteLength, chunkCount: chunkCountFor(data.byteLength) }
 

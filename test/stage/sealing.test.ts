@@ -32,6 +32,13 @@ describe('sealing', () => {
     expect(opened === null ? null : Buffer.from(opened).equals(data)).toBe(true)
   })
 
+  it('refuses a recipient key of low order', () => {
+    // The all-zero point gives an all-zero shared secret, which anyone could compute.
+    expect(() => seal(randomBytes(10), new Uint8Array(32), context)).toThrow(SealError)
+    const { header } = seal(randomBytes(10), recipient.publicKey, context)
+    expect(() => new ChunkOpener({ ...header, ephemeralKey: new Uint8Array(32) }, recipient.secretKey, context, limit)).toThrow(/low-order/)
+  })
+
   it('rejects data sealed to another key', () => {
     const other = nacl.box.keyPair()
     const { header, chunks } = seal(randomBytes(100), other.publicKey, context)
