@@ -1,9 +1,13 @@
 /**
  * Overhead of the network: the same trivial command stage (`true`) run
- * through this node's own sandbox and through the stage protocol on another
- * node on loopback, which adds the offer, the credit check, sealing, the
- * result and the receipt exchange. Both nodes use the Docker backend with
- * its warm pool; runs alternate so that load falls on both alike.
+ * through this node's own sandbox and, from a requester node in another
+ * process (bench/support/remote-requester.ts), through the stage protocol on
+ * loopback, which adds the offer, the credit check, sealing, the result and
+ * the receipt exchange. The executor uses the Docker backend with its warm
+ * pool for both; runs alternate so that load falls on both alike. With both
+ * nodes in one process, the executor's cleanup and warm-pool refill after
+ * each stage would hold up the requester's own work, which two machines
+ * would do side by side.
  *
  *   npm run build && DOCKER_HOST=... npx tsx bench/stage-overhead.ts [--runs 30]
  */
@@ -12,12 +16,14 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import os from 'node:os'
 import path from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { spawn } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
 import { loadConfig } from '../src/node/config.js'
 import { silentLogger } from '../src/node/logger.js'
 import { EmdxNode } from '../src/node/node.js'
-import { newJobId, runRemoteStage } from '../src/stage/requester.js'
+import { newJobId } from '../src/stage/requester.js'
 import { formatSummary, summarize } from './support/stats.js'
-import type { CapacityRecord } from '../src/dht/capacity-record.js'
 import type { StageRunner } from '../src/stage/runner.js'
 
 const runsIndex = process.argv.indexOf('--runs')
@@ -42,45 +48,52 @@ async function runLocal (runner: StageRunner): Promise<number> {
   return performance.now() - started
 }
 
-async function runRemote (requester: EmdxNode, record: CapacityRecord): Promise<number> {
-  const started = performance.now()
-  const outcome = await runRemoteStage({ libp2p: requester.libp2p, signer: requester.signer, encryptionKey: requester.encryptionKey, logger: silentLogger(), ledger: requester.ledger }, record, {
-    kind: 'command',
-    stage: 'command',
-    payload: { kind: 'command', command: ['true'] },
-    needs: { cpus: 1, memoryBytes: 256 * 1024 ** 2 },
-    timeoutMs: 30_000,
-    maxCredits: 1_000
-  })
-  if (outcome.result.outcome !== 'succeeded') {
-    throw new Error(`remote run ${outcome.result.outcome}: ${outcome.result.message}`)
+/** The requester in its own process: each `run` on its input answers with one line of JSON. */
+function startRequester (dataDir: string, executorAddress: string): { ready: Promise<void>, run: () => Promise<number>, stop: () => void } {
+  const script = fileURLToPath(new URL('./support/remote-requester.ts', import.meta.url))
+  const child = spawn(process.execPath, ['--import', 'tsx', script, dataDir, executorAddress], { stdio: ['pipe', 'pipe', 'inherit'] })
+  const lines = createInterface({ input: child.stdout })[Symbol.asyncIterator]()
+  const next = async (): Promise<Record<string, unknown>> => {
+    const line = await lines.next()
+    if (line.done === true) {
+      throw new Error('the requester process ended')
+    }
+    return JSON.parse(line.value) as Record<string, unknown>
   }
-  return performance.now() - started
+  return {
+    ready: next().then(() => {}),
+    run: async () => {
+      child.stdin.write('run\n')
+      const answer = await next()
+      if (typeof answer.ms !== 'number') {
+        throw new Error(String(answer.error))
+      }
+      return answer.ms
+    },
+    stop: () => { child.stdin.end() }
+  }
 }
 
 const baseDir = await mkdtemp(path.join(os.tmpdir(), 'emdx-bench-overhead-'))
 const executor = await startNode(baseDir, 'executor', { runtime: 'runc', image: [image], shareCpu: '2', shareMem: '2g' })
-const requester = await startNode(baseDir, 'requester', { share: false, bootstrap: executor.addresses() })
+const requester = startRequester(path.join(baseDir, 'requester'), executor.addresses()[0] as string)
 try {
   if (executor.runner === undefined || executor.advertiser === undefined) {
     throw new Error(`the executor has no sandbox: ${executor.sandbox.info.reason ?? 'unknown reason'}`)
   }
-  while (requester.libp2p.getPeers().length === 0) {
-    await sleep(100)
-  }
-  const record = executor.advertiser.currentCapacityRecord() as CapacityRecord
+  await requester.ready
   console.log(`machine: ${os.cpus().length} x ${os.cpus()[0]?.model ?? 'cpu'}, Node.js ${process.version}, sandbox ${executor.sandbox.info.backend}/${executor.sandbox.info.runtime}, ${runs} runs each`)
 
   // Warm-up: the first runs fill caches and open the connection's streams.
   await runLocal(executor.runner)
-  await runRemote(requester, record)
+  await requester.run()
 
   const local: number[] = []
   const remote: number[] = []
   for (let run = 0; run < runs; run++) {
     local.push(await runLocal(executor.runner))
     await sleep(600)
-    remote.push(await runRemote(requester, record))
+    remote.push(await requester.run())
     await sleep(600)
   }
 
@@ -90,7 +103,8 @@ try {
   console.log(`through stage protocol: ${formatSummary(remoteSummary, 'ms')}`)
   console.log(`added at the median: ${(remoteSummary.median - localSummary.median).toFixed(1)} ms, at p95: ${(remoteSummary.p95 - localSummary.p95).toFixed(1)} ms; ratio of medians ${(remoteSummary.median / localSummary.median).toFixed(2)}x`)
 } finally {
-  await requester.stop()
+  requester.stop()
+  await sleep(500)
   await executor.stop()
   await rm(baseDir, { recursive: true, force: true })
 }
