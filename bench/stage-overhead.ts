@@ -48,7 +48,7 @@ async function runLocal (runner: StageRunner): Promise<number> {
   return performance.now() - started
 }
 
-/** The requester in its own process: each `run` on its input answers with one line of JSON. */
+/** The requester in its own process: it prints one line of JSON for each `run` on its input. */
 function startRequester (dataDir: string, executorAddress: string): { ready: Promise<void>, run: () => Promise<number>, stop: () => void } {
   const script = fileURLToPath(new URL('./support/remote-requester.ts', import.meta.url))
   const child = spawn(process.execPath, ['--import', 'tsx', script, dataDir, executorAddress], { stdio: ['pipe', 'pipe', 'inherit'] })

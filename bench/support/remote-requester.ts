@@ -1,7 +1,7 @@
 /**
  * The requester side of bench/stage-overhead.ts, in a process of its own as
  * it would be on its own machine. Started with a data folder and the
- * executor's address; prints `{"ready":true}` once it holds the executor's
+ * executor's address; prints `{"ready":true}` once it has the executor's
  * record, then runs one command stage (`true`) on the executor for each line
  * `run` on its standard input and prints `{"ms":N}` with the time from
  * opening the stage stream to having the countersigned receipt.

@@ -264,7 +264,7 @@ export class Discovery {
 type ShardQueries = (signal: AbortSignal) => Array<AsyncIterable<{ name: string, providers?: PeerInfo[] }>>
 
 /**
- * Providers a search holds beyond the count it wants before it pauses its
+ * Providers a search keeps in hand beyond the count it wants before it pauses its
  * DHT walks: enough that one or two full or unreachable providers do not
  * send it back to the DHT.
  */
@@ -274,7 +274,7 @@ const SPARE_PROVIDERS = 2
  * One search: merges the shard queries, fetches records in parallel and
  * decides when to stop. A DHT walk goes on asking peers long after the first
  * providers arrive, and that traffic slows the record fetches the search is
- * waiting for. So the shard queries pause once the search holds `count` +
+ * waiting for. So the shard queries pause once the search has `count` +
  * SPARE_PROVIDERS providers (usable or being fetched) or `count` usable ones
  * (the grace period then waits only for fetches under way), and resume if
  * the providers in hand fall below `count`.

@@ -230,6 +230,8 @@ export class ExecutorService {
    * verified (inclusive, so a rewritten history shows as a fork) and admits
    * the job only if the requester's backed balance plus its credit line
    * covers the maximum it offered to pay.
+   *
+   * TODO: take the requester's segment with its offer, to save this round trip.
    */
   private async checkCredit (channel: StageChannel, peer: string, offer: Offer): Promise<void> {
     const credit = this.init.credit

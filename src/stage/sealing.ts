@@ -90,7 +90,7 @@ function sharedKey (publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array {
   return key
 }
 
-/** A fresh X25519 key pair for one sealed message. */
+/** Makes a fresh X25519 key pair for one sealed message. */
 function ephemeralKeyPair (): { publicKey: Uint8Array, secretKey: Uint8Array } {
   const publicKey = Buffer.alloc(KEY_BYTES)
   const secretKey = Buffer.alloc(KEY_BYTES)
