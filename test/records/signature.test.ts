@@ -30,6 +30,23 @@ describe('record signatures', () => {
     expect(signature).toEqual(nacl.sign.detached(prefixed, raw))
   })
 
+  it('fail for anything changed after the same signature verified', async () => {
+    const { signer } = await newSigner()
+    const other = await newSigner()
+    const message = new TextEncoder().encode('a countersigned receipt')
+    const signature = signer.sign('receipt', message)
+    const flipped = Uint8Array.from(signature)
+    flipped[0] = (flipped[0] ?? 0) ^ 1
+
+    // The first check is remembered; none of these may hit that memory.
+    expect(verifySignature('receipt', message, signature, signer.peerId)).toBe(true)
+    expect(verifySignature('receipt', new TextEncoder().encode('a countersigned receipT'), signature, signer.peerId)).toBe(false)
+    expect(verifySignature('receipt-countersignature', message, signature, signer.peerId)).toBe(false)
+    expect(verifySignature('receipt', message, signature, other.signer.peerId)).toBe(false)
+    expect(verifySignature('receipt', message, flipped, signer.peerId)).toBe(false)
+    expect(verifySignature('receipt', message, signature, signer.peerId)).toBe(true)
+  })
+
   it('fail in another domain', async () => {
     const { signer } = await newSigner()
     const message = new TextEncoder().encode('a trust report')
