@@ -149,9 +149,9 @@ function seededRandom (seed: number): () => number {
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
 
 /**
- * The libp2p key of a seed, its public half derived by Node's own Ed25519:
- * @libp2p/crypto derives it in JavaScript, which took about 5 s of a run of
- * 10,000 nodes.
+ * Makes the libp2p key of a seed, deriving its public half with Node's own
+ * Ed25519: @libp2p/crypto derives it in JavaScript, which cost seconds of a
+ * run of 10,000 nodes.
  */
 function keyFromSeed (seed: Uint8Array): Ed25519PrivateKey {
   const key = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
