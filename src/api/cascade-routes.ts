@@ -2,6 +2,7 @@ import { z } from 'zod'
 import { CascadeRequestError } from '../cascade/pipeline.js'
 import { STAGES, StageError } from '../cascade/stages.js'
 import { parseSize } from '../node/units.js'
+import { openEventStream } from './event-stream.js'
 import type { CascadeEvents } from '../cascade/events.js'
 import type { CascadeRequest, CascadeService } from '../cascade/pipeline.js'
 import type { DocumentStore } from '../knowledge/document-store.js'
@@ -148,13 +149,7 @@ function registerEventStream (app: ApiApp, events: CascadeEvents): void {
     const cascade = request.query.cascade
     const lastId = Number(request.headers['last-event-id'] ?? request.query.since ?? 0) || 0
 
-    reply.hijack()
-    const response = reply.raw
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive'
-    })
+    const response = openEventStream(reply)
     const send = ({ id, event }: { id: number, event: { type: string, cascadeId: string } }): void => {
       if (cascade === undefined || event.cascadeId === cascade) {
         response.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)

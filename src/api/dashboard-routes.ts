@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { openEventStream } from './event-stream.js'
 import type { DashboardFeed } from '../dashboard/feed.js'
 import type { DashboardSnapshot } from '../dashboard/snapshot-types.js'
 import type { ApiApp } from './server.js'
@@ -59,13 +60,7 @@ export function registerDashboardRoutes (app: ApiApp, source: DashboardRouteSour
   app.get('/api/v1/dashboard', async () => await source.snapshot())
 
   app.get('/api/v1/dashboard/events', async (_request, reply) => {
-    reply.hijack()
-    const response = reply.raw
-    response.writeHead(200, {
-      'content-type': 'text/event-stream; charset=utf-8',
-      'cache-control': 'no-cache',
-      connection: 'keep-alive'
-    })
+    const response = openEventStream(reply)
     // Browsers reconnect after this many milliseconds when the node restarts.
     response.write('retry: 2000\n\n')
 
