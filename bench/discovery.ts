@@ -4,10 +4,10 @@
  * loopback. The other nodes run in worker processes of 10 nodes each, the
  * bootstrap node in a worker of its own, and the requester alone in this
  * process, as it would run on its own machine. Before measuring, the script
- * lets the network settle (`--settle` seconds): for about a minute and a half
- * after a start, kad-dht refreshes every routing table with random walks,
- * which on a machine hosting all the nodes starves every process of CPU and
- * measures that refresh rather than discovery. Each run measures a cold search
+ * lets the network settle for `--settle` seconds. For about a minute and a
+ * half after a start, kad-dht refreshes every routing table with random
+ * walks. On a machine hosting all the nodes, that refresh takes the CPUs, and
+ * the benchmark would measure it rather than discovery. Each run measures a cold search
  * (the requester forgot every record it had seen, so providers come from the
  * DHT alone) and a warm one (providers seen in the last minute are asked at
  * once, beside the DHT). Baseline in the same run: one plain DHT

@@ -1,13 +1,13 @@
 /**
- * Overhead of the network: the same trivial command stage (`true`) run
- * through this node's own sandbox and, from a requester node in another
- * process (bench/support/remote-requester.ts), through the stage protocol on
- * loopback, which adds the offer, the credit check, sealing, the result and
- * the receipt exchange. The executor uses the Docker backend with its warm
- * pool for both; runs alternate so that load falls on both alike. With both
- * nodes in one process, the executor's cleanup and warm-pool refill after
- * each stage would hold up the requester's own work, which two machines
- * would do side by side.
+ * Measures the overhead of the network. The same trivial command stage
+ * (`true`) runs through this node's own sandbox, and from a requester node
+ * in another process (bench/support/remote-requester.ts) through the stage
+ * protocol on loopback. The protocol adds the offer, the credit check,
+ * sealing, the result and the receipt exchange. The executor uses the Docker
+ * backend with its warm pool for both, and runs alternate so that load falls
+ * on both alike. The nodes run in two processes because in one, the
+ * executor's cleanup and warm-pool refill after each stage would delay the
+ * requester's own work, which two machines would do side by side.
  *
  *   npm run build && DOCKER_HOST=... npx tsx bench/stage-overhead.ts [--runs 30]
  */
@@ -48,7 +48,7 @@ async function runLocal (runner: StageRunner): Promise<number> {
   return performance.now() - started
 }
 
-/** The requester in its own process: it prints one line of JSON for each `run` on its input. */
+/** Starts the requester process, which prints one line of JSON for each `run` on its input. */
 function startRequester (dataDir: string, executorAddress: string): { ready: Promise<void>, run: () => Promise<number>, stop: () => void } {
   const script = fileURLToPath(new URL('./support/remote-requester.ts', import.meta.url))
   const child = spawn(process.execPath, ['--import', 'tsx', script, dataDir, executorAddress], { stdio: ['pipe', 'pipe', 'inherit'] })

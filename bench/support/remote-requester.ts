@@ -1,10 +1,10 @@
 /**
- * The requester side of bench/stage-overhead.ts, in a process of its own as
- * it would be on its own machine. Started with a data folder and the
- * executor's address; prints `{"ready":true}` once it has the executor's
- * record, then runs one command stage (`true`) on the executor for each line
- * `run` on its standard input and prints `{"ms":N}` with the time from
- * opening the stage stream to having the countersigned receipt.
+ * Runs the requester side of bench/stage-overhead.ts in its own process, as
+ * it would run on its own machine. It takes a data folder and the
+ * executor's address, and prints `{"ready":true}` once it has the
+ * executor's record. For each line `run` on its standard input it runs one
+ * command stage (`true`) on the executor. It then prints `{"ms":N}`, the time
+ * from opening the stage stream to having the countersigned receipt.
  *
  *   node --import tsx bench/support/remote-requester.ts DATA_DIR EXECUTOR_ADDRESS
  */

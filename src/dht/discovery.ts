@@ -275,9 +275,13 @@ const SPARE_PROVIDERS = 2
  * decides when to stop. A DHT walk goes on asking peers long after the first
  * providers arrive, and that traffic slows the record fetches the search is
  * waiting for. So the shard queries pause once the search has `count` +
- * SPARE_PROVIDERS providers (usable or being fetched) or `count` usable ones
- * (the grace period then waits only for fetches under way), and resume if
- * the providers in hand fall below `count`.
+ * SPARE_PROVIDERS providers (usable or being fetched), or `count` usable
+ * ones. The grace period then waits only for fetches under way. The queries
+ * resume if the providers in hand fall below `count`.
+ *
+ * NOTE: ranking then chooses among the first providers the DHT returned, not
+ * among every provider of the class, so a better provider found later in a
+ * walk is missed.
  */
 class ProviderSearch {
   private readonly discovery: Discovery

@@ -51,10 +51,10 @@ export class WarmPool {
   }
 
   /**
-   * A warm sandbox for this image that can serve these limits, or undefined
-   * when none fits. Warm sandboxes have the executor's largest memory and
-   * CPU limits; a job that needs less gets one whose limits the caller
-   * lowers with `tighten` before the job starts. The caller refills the
+   * Returns a warm sandbox for this image that can serve these limits, or
+   * undefined when none fits. Warm sandboxes have the executor's largest
+   * memory and CPU limits. A job that needs less gets one whose limits the
+   * caller lowers with `tighten` before the job starts. The caller refills the
    * pool (`fill`) once its run has finished, so that preparing the
    * replacement does not compete with the run for CPU.
    */
@@ -93,19 +93,19 @@ export class WarmPool {
 }
 
 /**
- * True when a sandbox prepared with `prepared` can serve a job with `wanted`:
- * the same limits, except that memory and CPUs may be lower (they are
- * lowered before the job starts) and the timeout and output cap, which the
- * node enforces, may differ.
+ * Returns true when a sandbox prepared with `prepared` can serve a job with
+ * `requested`. Memory and CPUs may be lower, because they are lowered before
+ * the job starts. The timeout and output cap may differ, because the node
+ * enforces them. Every other limit must be the same.
  */
-function fits (wanted: StageLimits, prepared: StageLimits): boolean {
-  return (Object.keys(wanted) as Array<keyof StageLimits>).every(key => {
+function fits (requested: StageLimits, prepared: StageLimits): boolean {
+  return (Object.keys(requested) as Array<keyof StageLimits>).every(key => {
     if (key === 'timeoutMs' || key === 'outputBytes') {
       return true
     }
     if (key === 'memoryBytes' || key === 'cpus') {
-      return wanted[key] <= prepared[key]
+      return requested[key] <= prepared[key]
     }
-    return wanted[key] === prepared[key]
+    return requested[key] === prepared[key]
   })
 }

@@ -43,7 +43,7 @@ export interface NodeConfig {
   agentApiKeyEnv: string
   /** Model API base URL given to agents, such as a local stand-in; the API's own when missing. */
   agentBaseUrl?: string
-  /** What this node charges for stages, in millicredits. */
+  /** Price this node charges for stages, in millicredits. */
   price: Price
   /**
    * Share of stages, 0 to 1, that this node spot checks once a provider is

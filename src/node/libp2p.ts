@@ -26,11 +26,11 @@ export const PROVIDER_VALIDITY_MS = 30 * 60_000
 
 /**
  * Peers asked at once in a DHT query, and the disjoint paths a lookup takes.
- * kad-dht's defaults (10 and 10) send up to a hundred requests at once; a
- * requester searching four shards then spends its CPU on Noise and Yamux
- * and finds providers slower (on the development machine, median discovery
- * at 25 nodes went from 640 ms to 172 ms with 3 and 1; bench/discovery.ts).
- * Two paths keep a lookup from depending on a single chain of peers.
+ * kad-dht's defaults (10 and 10) send up to a hundred requests at once, so a
+ * requester searching four shards spent its CPU on Noise and Yamux and found
+ * providers slower. On the development machine, median discovery at 25
+ * nodes went from 640 ms to 172 ms with 3 and 1 (bench/discovery.ts). The
+ * second path keeps a lookup from depending on a single chain of peers.
  */
 export const DHT_ALPHA = 3
 export const DHT_DISJOINT_PATHS = 2

@@ -46,7 +46,7 @@ export interface RequestingInit {
   /** Runs stages in this node's sandbox, for local cascades; undefined without a sandbox. */
   runner?: StageRunner
   git: Git
-  /** Where the dispatcher reports the jobs it sends out. */
+  /** Registry the dispatcher reports the jobs it sends out to. */
   jobs?: JobRegistry
   spotChecks?: Omit<SpotCheckOptions, 'share'>
 }
@@ -114,7 +114,7 @@ export async function startRequesting (init: RequestingInit, stopSteps: StopStep
   return { context, dispatcher, spotChecks, lostJobs, documents, events, cascades }
 }
 
-/** Records completed, failed, timed out and wrong results in reputation; a rejection tells nothing about quality. */
+/** Records completed, failed, timed out and wrong results in reputation; a rejection says nothing about quality. */
 function recordOutcome (reputation: Reputation, peer: string, outcome: ProviderOutcome): void {
   if (outcome !== 'rejected') {
     reputation.recordOutcome(peer, outcome)

@@ -49,7 +49,7 @@ export interface SharingInit {
   /** A capacity to advertise in place of the sandbox's, for tests that run no stages. */
   capacity?: CapacitySource
   advertiserTiming?: Partial<AdvertiserTiming>
-  /** Where the executor reports the jobs it runs. */
+  /** Registry the executor reports the jobs it runs to. */
   jobs?: JobRegistry
 }
 
@@ -62,7 +62,7 @@ export interface Sharing {
 /**
  * Starts what a sharing node runs: the capacity leases, the stage protocol's
  * executor side and late receipt delivery (when there is a sandbox), and the
- * capacity advertising that tells requesters about it. Returns undefined
+ * capacity advertising that announces it to requesters. Returns undefined
  * when the node shares nothing.
  */
 export async function startSharing (init: SharingInit, stopSteps: StopStep[]): Promise<Sharing | undefined> {

@@ -4,7 +4,7 @@ import { RemoteStageError } from './requester.js'
 export type JobRole = 'executor' | 'requester'
 
 /**
- * Where a job stands. An executor's job goes `receiving` (payload on the
+ * State of a job. An executor's job goes `receiving` (payload on the
  * way), `running`, `settling` (result sent, receipt being signed); a
  * requester's goes `offered`, `running`, `settling`. Both end `completed`
  * or `failed`.
@@ -29,7 +29,7 @@ export interface JobRecord {
    * without one.
    */
   outcome?: string
-  /** Why a failed job failed. */
+  /** Reason a failed job failed. */
   error?: string
 }
 
@@ -87,7 +87,7 @@ export class JobRegistry {
     }
   }
 
-  /** Records the end of a job and tells the listeners; does nothing for a job that is not running. */
+  /** Records the end of a job and notifies the listeners. A job that is not running is ignored. */
   finish (role: JobRole, jobId: string | undefined, end: JobEnd): void {
     if (jobId === undefined) {
       return
@@ -132,7 +132,7 @@ function key (role: JobRole, jobId: string): string {
   return `${role}:${jobId}`
 }
 
-/** The outcome to record for a job that ended with an error rather than a result. */
+/** Returns the outcome to record for a job that ended with an error rather than a result. */
 export function failureOutcome (err: unknown, signal?: AbortSignal): string {
   if (signal?.aborted === true) {
     return 'cancelled'

@@ -9,9 +9,9 @@ import type { Logger } from '../node/logger.js'
 import type { RunnerResult, RunnerRun, RunnerSpec, StageRunner } from './runner.js'
 
 /**
- * Collect hooks by job id. The sandbox executor calls its one collect hook
- * with the job id and the workspace once a run's processes are dead; this
- * registry hands the call to the job that asked for it.
+ * Registry of collect hooks by job id. The sandbox executor calls its one
+ * collect hook with the job id and the workspace once a run's processes are
+ * dead, and this registry passes the call to the job that registered it.
  */
 export class WorkspaceCollectors {
   private readonly hooks = new Map<string, (workspacePath: string) => Promise<void>>()
@@ -40,10 +40,10 @@ export interface RepositoryRunnerInit {
 }
 
 /**
- * Runs stages that come with a git bundle: checks the bundle out on branch
- * `cascade/{docId}/{stage}` outside the sandbox, hands the checkout to the
- * sandbox as the stage's input, and once the agent is done commits what it
- * changed and bundles the branch. Git runs outside the sandbox on data from
+ * Runs stages that come with a git bundle. It checks the bundle out on branch
+ * `cascade/{docId}/{stage}` outside the sandbox and passes the checkout to
+ * the sandbox as the stage's input. Once the agent is done, it commits what
+ * the agent changed and bundles the branch. Git runs outside the sandbox on data from
  * strangers, so every git step goes through the hardened `Git` and the
  * workspace checks of `src/git`. Stages without a bundle pass straight
  * through to the sandbox.

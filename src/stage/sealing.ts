@@ -81,8 +81,8 @@ function sharedKey (publicKey: Uint8Array, secretKey: Uint8Array): Uint8Array {
   try {
     sodium.crypto_scalarmult(secret, secretKey, publicKey)
   } catch (err) {
-    // libsodium refuses public keys of low order, whose shared secret is zero.
-    throw new SealError('the X25519 public key is not usable (a low-order point)', { cause: err })
+    // libsodium rejects public keys of low order, whose shared secret is zero.
+    throw new SealError('invalid X25519 public key: it is a low-order point, whose shared secret is zero; the peer must send its real key', { cause: err })
   }
   const key = new Uint8Array(KEY_BYTES)
   hsalsa20(key, HSALSA20_ZERO_INPUT, secret, SIGMA)

@@ -30,7 +30,7 @@ describe('record signatures', () => {
     expect(signature).toEqual(nacl.sign.detached(prefixed, raw))
   })
 
-  it('fail for anything changed after the same signature verified', async () => {
+  it('fail for any change after a success', async () => {
     const { signer } = await newSigner()
     const other = await newSigner()
     const message = new TextEncoder().encode('a countersigned receipt')

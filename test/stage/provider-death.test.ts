@@ -14,7 +14,7 @@ const missing = await missingBackend('docker')
 const STAGE_TIMEOUT_MS = 120_000
 const killedNodes: string[] = []
 
-/** A provider process with a real Docker sandbox, and an in-process requester that has its record. */
+/** Setup of a provider process with a real Docker sandbox, and an in-process requester that has its record. */
 async function providerAndRequester (): Promise<{ provider: NodeProcess, requester: EmdxNode, record: CapacityRecord }> {
   const provider = await startNodeProcess(['--runtime', 'runc', '--image', `${TEST_IMAGE}=${TEST_ROOTFS}`, '--share-mem', '1g'])
   killedNodes.push(provider.status.peerId)

@@ -32,7 +32,7 @@ describe('sealing', () => {
     expect(opened === null ? null : Buffer.from(opened).equals(data)).toBe(true)
   })
 
-  it('refuses a recipient key of low order', () => {
+  it('rejects a low-order recipient key', () => {
     // The all-zero point gives an all-zero shared secret, which anyone could compute.
     expect(() => seal(randomBytes(10), new Uint8Array(32), context)).toThrow(SealError)
     const { header } = seal(randomBytes(10), recipient.publicKey, context)

@@ -28,7 +28,7 @@ const standIns: MessagesApiStandIn[] = []
 /**
  * Starts the stand-in model API, `providers` provider processes and a
  * requester process bootstrapped to the first provider, and waits until the
- * requester sees every provider with an agent to offer.
+ * requester has found every provider with an agent to offer.
  */
 export async function startCascadeNetwork (options: { providers: number, replyDelayMs?: number, requesterEnv?: NodeJS.ProcessEnv }): Promise<CascadeNetwork> {
   const apiKey = `sk-emdx-test-${randomBytes(12).toString('hex')}`

@@ -30,7 +30,7 @@ export async function freePort (): Promise<number> {
 
 /**
  * Starts `emdx-node start` with loopback settings plus `args`, and resolves
- * once its API answers. The process is killed after the test if it still runs.
+ * once its API responds. The process is killed after the test if it still runs.
  */
 export async function startNodeProcess (args: string[], options: { dataDir?: string, env?: NodeJS.ProcessEnv, apiPort?: number } = {}): Promise<NodeProcess> {
   const dataDir = options.dataDir ?? path.join(await makeTempDir('emdx-process-'), 'data')

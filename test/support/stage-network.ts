@@ -74,8 +74,8 @@ export interface StageNetworkOptions {
 /**
  * Starts `count` real nodes on loopback whose runners return scripted
  * results for agent and command stages, behind one gate. Node 0 is the
- * bootstrap peer. Resolves once every node sees the others and node 0 sees
- * the other nodes' capacity.
+ * bootstrap peer. Resolves once every node is connected to the others and
+ * node 0 has the other nodes' capacity.
  */
 export async function startStageNetwork (count: number, options: StageNetworkOptions = {}): Promise<StageNetwork> {
   const gate = new StageGate()

@@ -27,7 +27,7 @@ interface DevnetOptions {
   runtime?: string
 }
 
-/** How the devnet's agents reach a model: a stand-in on loopback, the user's key, or none. */
+/** Model access of the devnet's agents: a stand-in on loopback, the user's key, or none. */
 interface AgentAccess {
   args: string[]
   env: NodeJS.ProcessEnv

@@ -62,7 +62,7 @@ async function runCommand (command: string[], options: RunOptions): Promise<numb
   }
   if (!response.ok || response.body === null) {
     const error = await response.json().catch(() => ({})) as { message?: string }
-    throw new ApiRequestError(`the node refused the run (HTTP ${response.status}): ${error.message ?? response.statusText}`)
+    throw new ApiRequestError(`the node rejected the run (HTTP ${response.status}): ${error.message ?? response.statusText}`)
   }
 
   let exitCode = 1
