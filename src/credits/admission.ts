@@ -85,7 +85,7 @@ export interface RequesterTrust {
 /** The ledger operations admission uses; a Ledger has them. */
 export interface AdmissionLedger {
   readonly owner: string
-  importSegment: (segment: ChainSegment) => Promise<{ state: ChainState, forkProofs: ForkProof[] }>
+  importSegment: (segment: ChainSegment, options?: { more?: boolean }) => Promise<{ state: ChainState, forkProofs: ForkProof[] }>
   isForker: (peer: string) => boolean
 }
 

@@ -17,6 +17,8 @@
  * - `recent(limit)`: the newest entries with their receipts.
  * - `exportSegment(fromSeq)`: links to send to a node that checks our balance.
  * - `verifiedChain(owner)`: how much of a peer's chain this node verified.
+ * - `verifiedBy(peer)`, `noteVerifiedBy(peer, seq)`: how much of this node's
+ *   chain a peer verified, as far as this process saw; a hint only.
  * - `importSegment(segment)`: verifies a peer's segment on top of what this
  *   node verified before, keeps its entries as witnesses and returns the
  *   peer's chain state with any fork proof found.
@@ -143,6 +145,8 @@ const PEER_JOB_PREFIX = 'q:'
 const FORK_PREFIX = 'f:'
 const HEAD_KEY = 'head'
 const SEQ_DIGITS = 16
+/** Peers whose view of this node's chain is remembered; the oldest is forgotten first. */
+const VERIFIED_BY_PEERS = 4096
 const REPLAY_CHUNK_LINKS = 256
 
 const storedLinkSchema = z.strictObject({ entry: ledgerEntrySchema, receipt: receiptSchema })
@@ -169,6 +173,7 @@ export class Ledger {
   private readonly logger?: Logger
   private state: ChainState
   private readonly forkers = new Set<string>()
+  private readonly verifiedByPeer = new Map<string, number>()
   /** Appends and imports run one at a time, so that each starts from the head the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve()
 
@@ -302,9 +307,11 @@ export class Ledger {
    * verified before (or from seq 0), keeps its entries as witnesses, and
    * returns the peer's new chain state. When an entry that overlaps the
    * verified part differs from it, the result carries the fork proof and the
-   * state stays as it was. A segment that starts after the verified part, or ends before an entry this node holds, is rejected.
+   * state stays as it was. A segment that starts after the verified part
+   * is rejected. So is one that ends before an entry of the peer that this
+   * node has, unless `more` marks further segments to come.
    */
-  async importSegment (segment: ChainSegment): Promise<ImportResult> {
+  async importSegment (segment: ChainSegment, options: { more?: boolean } = {}): Promise<ImportResult> {
     return await this.serialize(async () => {
       if (segment.owner === this.owner) {
         throw new LedgerEntryError('a node cannot import its own chain')
@@ -337,7 +344,7 @@ export class Ledger {
       const knownJobs = new Set(jobIds.filter((_jobId, index) => seen[index] !== undefined))
       const state = verifyChainSegment({ owner: segment.owner, links: fresh }, { base: known, isKnownJob: jobId => knownJobs.has(jobId), signatures: 'counterparty' })
 
-      const witnessed = await this.highestWitnessedSeq(segment.owner)
+      const witnessed = options.more === true ? -1 : await this.highestWitnessedSeq(segment.owner)
       if (witnessed > state.seq) {
         throw new LedgerEntryError(`chain segment of ${segment.owner} ends at entry ${state.seq}, but this node has its entry ${witnessed}, so the segment is missing the peer's newest entries; send the whole chain`)
       }
@@ -358,6 +365,27 @@ export class Ledger {
    */
   async verifiedChain (owner: string): Promise<ChainState> {
     return await this.peerState(owner)
+  }
+
+  /**
+   * The last entry of this node's chain that `peer` verified, as far as this
+   * process saw, or undefined. An offer sends its segment from there, which
+   * saves the executor a request; a wrong or missing hint costs only that
+   * request, since the executor asks for what it lacks.
+   */
+  verifiedBy (peer: string): number | undefined {
+    return this.verifiedByPeer.get(peer)
+  }
+
+  noteVerifiedBy (peer: string, seq: number): void {
+    this.verifiedByPeer.delete(peer)
+    if (this.verifiedByPeer.size >= VERIFIED_BY_PEERS) {
+      const oldest = this.verifiedByPeer.keys().next().value
+      if (oldest !== undefined) {
+        this.verifiedByPeer.delete(oldest)
+      }
+    }
+    this.verifiedByPeer.set(peer, seq)
   }
 
   /** Links of this node's chain from `fromSeq` on, at most `limit` of them, for another node to verify. */

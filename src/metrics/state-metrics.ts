@@ -134,6 +134,7 @@ function registerCreditMetrics (registry: Registry, source: MetricsSource): void
 
 function registerExecutorCounters (registry: Registry, source: MetricsSource): void {
   mirrorCounter(registry, 'emdx_stage_offers_total', 'Stage offers this node received', () => source.executorStats()?.offers ?? 0)
+  mirrorCounter(registry, 'emdx_ledger_segments_requested_total', 'Ledger segments this node asked requesters for while checking their credit', () => source.executorStats()?.ledgerRequests ?? 0)
   mirrorCounter(registry, 'emdx_stages_cancelled_by_requester_total', 'Stages cancelled because their requester went away', () => source.executorStats()?.cancelledByRequester ?? 0)
 
   const rejected = new Counter({

@@ -2,6 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
 import { admitRequester } from '../credits/admission.js'
 import { decodeChainSegment } from '../credits/chain.js'
+import { decodeLedgerEntryBody } from '../credits/ledger-entry.js'
 import { creditsFor, issueReceipt, verifyReceipt } from '../credits/receipt.js'
 import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
 import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonical.js'
@@ -19,7 +20,7 @@ import type { Logger } from '../node/logger.js'
 import type { Signer } from '../records/signature.js'
 import type { CapacityLeases, Lease } from './leases.js'
 import type { JobRegistry } from './job-registry.js'
-import type { Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
+import type { LedgerSegmentMessage, Offer, RejectReason, StageMessage, StagePayload, StageResultPayload } from './messages.js'
 import type { RunningJobs } from './lost-jobs.js'
 import type { ReplayGuard } from './replay-guard.js'
 import type { RunnerProgress, RunnerResult, RunnerSpec, StageRunner } from './runner.js'
@@ -33,6 +34,9 @@ export interface StageLedger extends AdmissionLedger {
   recordWitness: (entry: LedgerEntry) => Promise<ForkProof | undefined>
   exportSegment: (fromSeq?: number, limit?: number) => Promise<ChainSegment>
   verifiedChain: (owner: string) => Promise<ChainState>
+  head: () => { seq: number }
+  verifiedBy: (peer: string) => number | undefined
+  noteVerifiedBy: (peer: string, seq: number) => void
 }
 
 /** The parts the executor uses to check a requester's credit and trust before it takes a job. */
@@ -94,6 +98,8 @@ export interface ExecutorStats {
   completed: number
   violations: Partial<Record<string, number>>
   cancelledByRequester: number
+  /** Ledger segments asked of requesters: none when the offers brought the right ones. */
+  ledgerRequests: number
 }
 
 const DEFAULT_MAX_PAYLOAD_BYTES = 256 * 1024 * 1024
@@ -121,7 +127,7 @@ class JobRejected extends Error {
  * the receipt. The lease is released and the input removed on every path.
  */
 export class ExecutorService {
-  readonly stats: ExecutorStats = { offers: 0, accepted: 0, rejected: {}, completed: 0, violations: {}, cancelledByRequester: 0 }
+  readonly stats: ExecutorStats = { offers: 0, accepted: 0, rejected: {}, completed: 0, violations: {}, cancelledByRequester: 0, ledgerRequests: 0 }
   private readonly init: ExecutorServiceInit
   private readonly timing: ExecutorTiming
   private readonly logger: Logger
@@ -166,11 +172,16 @@ export class ExecutorService {
       const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
       jobId = offer.jobId
       this.stats.offers++
+      // A segment sent with the offer is read before anything may reject the
+      // offer, so that a reject is the next message the requester reads.
+      const offered = offer.ledgerFromSeq === undefined
+        ? undefined
+        : await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
       if (active > (this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER)) {
         throw new JobRejected('busy', `this executor runs at most ${this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER} jobs of one requester at a time`, 5_000)
       }
       lease = await this.admit(peer, offer)
-      await this.checkCredit(channel, peer, offer)
+      await this.checkCredit(channel, peer, offer, offered)
       await this.init.runningJobs?.add(offer.jobId, peer)
       recorded = true
       await this.runJob(channel, peer, offer, lease)
@@ -226,30 +237,46 @@ export class ExecutorService {
   }
 
   /**
-   * Asks the requester for its ledger chain from the last entry this node
+   * Verifies the requester's ledger chain from the last entry this node
    * verified (inclusive, so a rewritten history shows as a fork) and admits
    * the job only if the requester's backed balance plus its credit line
-   * covers the maximum it offered to pay.
-   *
-   * TODO: take the requester's segment with its offer, to save this round trip.
+   * covers the maximum it offered to pay. The segment that came with the
+   * offer is used when it starts early enough; otherwise, and for each
+   * further part of a long chain, the executor asks for a segment.
    */
-  private async checkCredit (channel: StageChannel, peer: string, offer: Offer): Promise<void> {
+  private async checkCredit (channel: StageChannel, peer: string, offer: Offer, offered?: LedgerSegmentMessage): Promise<void> {
     const credit = this.init.credit
     if (credit === undefined) {
       return
     }
 
     const known = await this.init.ledger.verifiedChain(peer)
-    await channel.write({ type: 'ledger-request', jobId: offer.jobId, fromSeq: Math.max(0, known.seq) })
-    const answer = await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
+    const from = Math.max(0, known.seq)
+    let received = offered === undefined ? undefined : decodeRequesterSegment(offered, peer)
+    if (received === undefined || !continuesFrom(received, offer.ledgerFromSeq ?? 0, known.seq)) {
+      received = decodeRequesterSegment(await this.requestSegment(channel, offer.jobId, from), peer)
+    }
+
+    // A chain too long for one message comes in parts. Each part is kept as
+    // it verifies, so a later offer starts after it.
+    for (let part = 1; received.more; part++) {
+      if (part >= MAX_SEGMENTS_PER_OFFER) {
+        throw new JobRejected('credit', `the requester's ledger chain needs more than ${MAX_SEGMENTS_PER_OFFER} segments; offer again to go on from where this check stopped`, 1_000)
+      }
+      const { state, forkProofs } = await this.importSegment(received.segment)
+      if (forkProofs.length > 0) {
+        credit.onForkProofs?.(forkProofs)
+        throw new JobRejected('distrusted', 'this executor does not take work from this requester')
+      }
+      received = decodeRequesterSegment(await this.requestSegment(channel, offer.jobId, state.seq), peer)
+      if (received.lastSeq <= state.seq) {
+        throw new JobRejected('credit', `the requester's ledger segment after entry ${state.seq} adds no entries`)
+      }
+    }
 
     let decision
     try {
-      const segment = decodeChainSegment(answer.segment)
-      if (segment.owner !== peer) {
-        throw new Error(`the segment is the chain of ${segment.owner}`)
-      }
-      decision = await admitRequester(this.init.ledger, credit.trust, segment, offer.maxCredits)
+      decision = await admitRequester(this.init.ledger, credit.trust, received.segment, offer.maxCredits)
     } catch (err) {
       throw new JobRejected('credit', `the requester's ledger chain does not verify: ${(err as Error).message}`)
     }
@@ -262,6 +289,21 @@ export class ExecutorService {
         ? 'this executor does not take work from this requester'
         : `the requester can spend ${decision.available} millicredits, less than the ${offer.maxCredits} offered`
       throw new JobRejected(reason, message, reason === 'credit' ? 600_000 : 0)
+    }
+  }
+
+  private async requestSegment (channel: StageChannel, jobId: string, fromSeq: number): Promise<LedgerSegmentMessage> {
+    this.stats.ledgerRequests++
+    await channel.write({ type: 'ledger-request', jobId, fromSeq })
+    return await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
+  }
+
+  /** Imports a part of a long chain that more parts follow. */
+  private async importSegment (segment: ChainSegment): Promise<{ state: ChainState, forkProofs: ForkProof[] }> {
+    try {
+      return await this.init.ledger.importSegment(segment, { more: true })
+    } catch (err) {
+      throw new JobRejected('credit', `the requester's ledger chain does not verify: ${(err as Error).message}`)
     }
   }
 
@@ -566,6 +608,50 @@ class ProgressForwarder {
       .then(async () => { await this.channel.write(message, AbortSignal.timeout(this.timing.heartbeatMs * 5)) })
       .catch((err: unknown) => { this.logger.debug({ err }, 'failed to send progress') })
   }
+}
+
+/** Segments an executor takes for one offer: with 4,096 links each, chains of about a million entries. */
+const MAX_SEGMENTS_PER_OFFER = 256
+
+/** A requester's chain segment with the seq of its first and last entries (-1 when empty). */
+interface ReceivedSegment {
+  segment: ChainSegment
+  firstSeq: number
+  lastSeq: number
+  more: boolean
+}
+
+/** Decodes a requester's segment; its signatures and links are checked when it is imported. */
+function decodeRequesterSegment (message: LedgerSegmentMessage, peer: string): ReceivedSegment {
+  try {
+    const segment = decodeChainSegment(message.segment)
+    if (segment.owner !== peer) {
+      throw new Error(`it is the chain of ${segment.owner}`)
+    }
+    const first = segment.links[0]
+    const last = segment.links.at(-1)
+    return {
+      segment,
+      firstSeq: first === undefined ? -1 : decodeLedgerEntryBody(first.entry.body).seq,
+      lastSeq: last === undefined ? -1 : decodeLedgerEntryBody(last.entry.body).seq,
+      more: message.more === true
+    }
+  } catch (err) {
+    throw new JobRejected('credit', `the requester's ledger segment is not valid: ${(err as Error).message}`)
+  }
+}
+
+/**
+ * Whether a segment that the requester sent from `fromSeq` on can continue
+ * a chain verified up to `knownSeq`: it starts at or before that entry, so
+ * the two overlap, and it reaches the entry or sets `more`. An
+ * empty segment fits only a chain this node has not seen, sent from the start.
+ */
+function continuesFrom (received: ReceivedSegment, fromSeq: number, knownSeq: number): boolean {
+  if (received.segment.links.length === 0) {
+    return knownSeq < 0 && fromSeq === 0 && !received.more
+  }
+  return received.firstSeq <= Math.max(0, knownSeq) && (received.more || received.lastSeq >= knownSeq)
 }
 
 function toResultPayload (result: RunnerResult): StageResultPayload {

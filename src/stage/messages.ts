@@ -13,8 +13,9 @@ import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
  *
  *   requester                         executor
  *   offer                 ->
- *                         <-          ledger-request (when it checks credit)
- *   ledger-segment        ->
+ *   ledger-segment        ->          (when the offer names `ledgerFromSeq`)
+ *                         <-          ledger-request (when it checks credit
+ *   ledger-segment        ->           and needs other or more entries)
  *                         <-          accept | reject
  *   seal (payload)        ->
  *   chunk x N             ->
@@ -55,7 +56,14 @@ export const offerSchema = z.strictObject({
   maxCredits: count,
   payload: z.strictObject({ bytes: count, hash: bytesSchema(HASH_BYTES) }),
   /** X25519 key the result is sealed to. */
-  requesterKey: bytesSchema(KEY_BYTES)
+  requesterKey: bytesSchema(KEY_BYTES),
+  /**
+   * A ledger-segment of the requester's chain from this entry on follows the
+   * offer, so that an executor that checks credit need not ask for it. The
+   * requester starts where the executor verified its chain before, as far as
+   * it has seen.
+   */
+  ledgerFromSeq: count.optional()
 })
 export type Offer = z.infer<typeof offerSchema>
 
@@ -129,7 +137,9 @@ export const ledgerSegmentSchema = z.strictObject({
   type: z.literal('ledger-segment'),
   jobId,
   /** The encoded chain segment; see `encodeChainSegment`. */
-  segment: bytesSchema()
+  segment: bytesSchema(),
+  /** The chain goes on after this segment; the executor asks for the rest from its last entry. */
+  more: z.boolean().optional()
 })
 
 const ledgerEntryWire = z.strictObject({ body: bytesSchema(), signature: bytesSchema(SIGNATURE_BYTES) })

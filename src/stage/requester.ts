@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { encodeChainSegment, MAX_SEGMENT_BYTES, MAX_SEGMENT_LINKS } from '../credits/chain.js'
+import { decodeLedgerEntryBody } from '../credits/ledger-entry.js'
 import { checkReceiptMatchesJob, countersignReceipt, verifyReceipt } from '../credits/receipt.js'
 import { PROTOCOL_VERSION } from '../dht/capacity-record.js'
 import { EmdxError } from '../node/errors.js'
@@ -112,6 +113,10 @@ export interface RemoteStageOutcome {
 /** Missed heartbeats after which the executor counts as dead. */
 export const MISSED_HEARTBEATS = 3
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
+/** A chain of fewer entries goes whole with the first offer to an executor this process has not met. */
+const UNASKED_SEGMENT_LINKS = 64
+/** Ledger requests answered for one offer; a long chain takes one per 4,096 entries. */
+const MAX_LEDGER_REQUESTS = 512
 const DEFAULT_MAX_RESULT_BYTES = 256 * 1024 * 1024
 /** Time allowed, beyond the stage's own timeout, for starting the sandbox and returning the result. */
 const RESULT_SLACK_MS = 60_000
@@ -165,6 +170,7 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
 }
 
 async function offer (channel: StageChannel, peer: string, jobId: string, task: RemoteStageTask, plaintext: Uint8Array, context: RemoteStageContext, options: RemoteStageOptions): Promise<Accept> {
+  const ledgerFromSeq = segmentStartFor(peer, context.ledger)
   await channel.write({
     type: 'offer',
     version: PROTOCOL_VERSION,
@@ -175,17 +181,23 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     timeoutMs: task.timeoutMs,
     maxCredits: task.maxCredits,
     payload: { bytes: plaintext.byteLength, hash: sha256(plaintext) },
-    requesterKey: context.encryptionKey.publicKey
+    requesterKey: context.encryptionKey.publicKey,
+    ledgerFromSeq
   }, options.signal)
+  let sentThrough = ledgerFromSeq === undefined ? -1 : await sendLedgerSegment(channel, jobId, ledgerFromSeq, context.ledger, options.signal)
 
   const answers = {
     accept: { schema: acceptSchema, maxBytes: MAX_MESSAGE_BYTES.answer },
-    reject: { schema: rejectSchema, maxBytes: MAX_MESSAGE_BYTES.answer }
+    reject: { schema: rejectSchema, maxBytes: MAX_MESSAGE_BYTES.answer },
+    'ledger-request': { schema: ledgerRequestSchema, maxBytes: MAX_MESSAGE_BYTES.answer }
   }
   const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS
-  let answer = await channel.read({ ...answers, 'ledger-request': { schema: ledgerRequestSchema, maxBytes: MAX_MESSAGE_BYTES.answer } }, timeoutMs, options.signal)
-  if (answer.type === 'ledger-request') {
-    await sendLedgerSegment(channel, jobId, answer.fromSeq, context.ledger, options.signal)
+  let answer = await channel.read(answers, timeoutMs, options.signal)
+  for (let requests = 1; answer.type === 'ledger-request'; requests++) {
+    if (answer.jobId !== jobId || requests > MAX_LEDGER_REQUESTS) {
+      throw new StageProtocolError('unexpected', `the executor asked for the ledger chain ${requests} times or for another job`)
+    }
+    sentThrough = await sendLedgerSegment(channel, jobId, answer.fromSeq, context.ledger, options.signal)
     answer = await channel.read(answers, timeoutMs, options.signal)
   }
 
@@ -195,24 +207,45 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
   if (answer.type === 'reject') {
     throw new RemoteStageError('rejected', peer, `the executor rejected the stage (${answer.reason}): ${answer.message}`, { reason: answer.reason, retryAfterMs: answer.retryAfterMs })
   }
+  if (sentThrough >= 0) {
+    context.ledger.noteVerifiedBy(peer, sentThrough)
+  }
   return answer
 }
 
 /**
- * Sends this node's ledger chain from `fromSeq` on, so the executor can
- * check its credit. A chain too long for one message is cut at the most
- * links that fit; the executor then counts less earned and spent than there is.
+ * Where the segment sent with an offer starts: where the executor verified
+ * this node's chain before, or at the start when the whole chain is short.
+ * Undefined when neither is known; the executor then asks.
  */
-async function sendLedgerSegment (channel: StageChannel, jobId: string, fromSeq: number, ledger: StageLedger, signal?: AbortSignal): Promise<void> {
-  // TODO: send long chains in several segments; an executor meeting a
-  // requester with more than MAX_SEGMENT_LINKS entries verifies only a prefix.
-  let segment = encodeChainSegment(await ledger.exportSegment(fromSeq, MAX_SEGMENT_LINKS))
-  let limit = MAX_SEGMENT_LINKS
-  while (segment.byteLength > MAX_SEGMENT_BYTES && limit > 1) {
-    limit = Math.floor(limit / 2)
-    segment = encodeChainSegment(await ledger.exportSegment(fromSeq, limit))
+function segmentStartFor (peer: string, ledger: StageLedger): number | undefined {
+  const verified = ledger.verifiedBy(peer)
+  if (verified !== undefined) {
+    return verified
   }
-  await channel.write({ type: 'ledger-segment', jobId, segment }, signal)
+  return ledger.head().seq < UNASKED_SEGMENT_LINKS ? 0 : undefined
+}
+
+/**
+ * Sends this node's ledger chain from `fromSeq` on, so the executor can
+ * check its credit. A chain too long for one message goes in parts: each
+ * segment carries as many links as fit and sets `more`, and the executor
+ * requests the rest. Returns the seq of the last entry sent.
+ */
+async function sendLedgerSegment (channel: StageChannel, jobId: string, fromSeq: number, ledger: StageLedger, signal?: AbortSignal): Promise<number> {
+  const head = ledger.head().seq
+  let limit = MAX_SEGMENT_LINKS
+  let segment = await ledger.exportSegment(fromSeq, limit)
+  let encoded = encodeChainSegment(segment)
+  while (encoded.byteLength > MAX_SEGMENT_BYTES && limit > 1) {
+    limit = Math.floor(limit / 2)
+    segment = await ledger.exportSegment(fromSeq, limit)
+    encoded = encodeChainSegment(segment)
+  }
+  const last = segment.links.at(-1)
+  const lastSeq = last === undefined ? fromSeq - 1 : decodeLedgerEntryBody(last.entry.body).seq
+  await channel.write({ type: 'ledger-segment', jobId, segment: encoded, more: lastSeq < head ? true : undefined }, signal)
+  return lastSeq
 }
 
 async function sendPayload (channel: StageChannel, jobId: string, plaintext: Uint8Array, executorKey: Uint8Array, signal?: AbortSignal): Promise<void> {

@@ -7,7 +7,7 @@ import { encodeCanonical } from '../../src/records/canonical.js'
 import { sha256 } from '../../src/records/hash.js'
 import { createSigner } from '../../src/records/signature.js'
 import { StageChannel } from '../../src/stage/channel.js'
-import { acceptSchema, chunkSchema, countersignedSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
+import { acceptSchema, chunkSchema, countersignedSchema, ledgerRequestSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
 import { encodeChainSegment } from '../../src/credits/chain.js'
 import { newJobId, RemoteStageError, runRemoteStage } from '../../src/stage/requester.js'
 import { open, seal } from '../../src/stage/sealing.js'
@@ -282,6 +282,9 @@ describe('receipt attacks', () => {
       const channel = new StageChannel(stream)
       try {
         const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, 5000)
+        if (offer.ledgerFromSeq !== undefined) {
+          await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, 5000)
+        }
         const price = { perCpuSecond: 10, perGibSecond: 2, perThousandTokens: 5 }
         await channel.write({ type: 'accept', jobId: offer.jobId, price, heartbeatMs: 1000, leaseMs: 5000 })
         const header = await channel.read({ seal: { schema: sealMessageSchema, maxBytes: 256 } }, 5000)

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
+import { MAX_SEGMENT_LINKS } from '../../src/credits/chain.js'
 import { verifyReceipt } from '../../src/credits/receipt.js'
 import { runRemoteStage } from '../../src/stage/requester.js'
+import { newJob, newSigner, signJob } from '../helpers/credits.js'
 import { ManualCapacity } from '../support/capacity.js'
 import { startTestNode, waitFor } from '../support/nodes.js'
 import { requesterContext, ScriptedRunner, startExecutorService, succeeded } from '../support/stage.js'
@@ -41,4 +43,58 @@ describe('stage protocol', () => {
     expect(executor.ledger.balance().earned).toBe(outcome.receiptBody.credits)
     expect(requester.ledger.balance().spent).toBe(outcome.receiptBody.credits)
   })
+})
+
+describe('ledger segments', () => {
+  it('sends the segment with the offer, so the executor need not ask', async () => {
+    const { executor, requester, record } = await pair()
+    const { service } = await startExecutorService(executor, new ScriptedRunner(async () => succeeded('ok')))
+
+    await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(20_000) })
+    const headBefore = requester.ledger.head().seq
+    await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(20_000) })
+
+    expect(service.stats.accepted).toBe(2)
+    expect(service.stats.ledgerRequests).toBe(0)
+    expect((await executor.ledger.verifiedChain(requester.peerId.toString())).seq).toBe(headBefore)
+  })
+
+  it('requests a segment after a wrong hint', async () => {
+    const { executor, requester, record } = await pair()
+    const { service } = await startExecutorService(executor, new ScriptedRunner(async () => succeeded('ok')))
+    await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(20_000) })
+    // The requester wrongly believes the executor verified its first entry,
+    // which the executor has only as a witness.
+    requester.ledger.noteVerifiedBy(executor.peerId.toString(), 1)
+
+    const outcome = await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(20_000) })
+
+    expect(outcome.result.stdout).toBe('ok')
+    expect(service.stats.ledgerRequests).toBe(1)
+    expect((await executor.ledger.verifiedChain(requester.peerId.toString())).seq).toBe(0)
+  })
+
+  it('verifies a chain longer than one segment in parts', async () => {
+    const { executor, requester, record } = await pair()
+    const { service } = await startExecutorService(executor, new ScriptedRunner(async () => succeeded('ok')))
+    const payer = await newSigner()
+    const entries = MAX_SEGMENT_LINKS + 200
+    for (let index = 0; index < entries; index++) {
+      // The requester earned these from a payer no one trusts, so they do
+      // not raise its credit, but every one of them must verify.
+      const job = newJob(requester.signer, payer, 1)
+      await requester.ledger.append(signJob(job, requester.signer, payer), job.terms)
+    }
+
+    const first = await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(120_000) })
+    const afterFirst = (await executor.ledger.verifiedChain(requester.peerId.toString())).seq
+    const second = await runRemoteStage(requesterContext(requester), record, commandTask, { signal: AbortSignal.timeout(20_000) })
+
+    expect(first.result.stdout).toBe('ok')
+    expect(second.result.stdout).toBe('ok')
+    expect(afterFirst).toBe(entries - 1)
+    // Two parts for the first offer; the second offer brought its own segment.
+    expect(service.stats.ledgerRequests).toBe(2)
+    expect((await executor.ledger.verifiedChain(requester.peerId.toString())).seq).toBe(entries)
+  }, 180_000)
 })
