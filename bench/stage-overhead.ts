@@ -32,7 +32,7 @@ const image = `emdx-sandbox-test:latest=${path.resolve('build/test-image/rootfs'
 
 async function startNode (baseDir: string, name: string, settings: Record<string, unknown>): Promise<EmdxNode> {
   const config = await loadConfig(path.join(baseDir, name), { port: 0, apiPort: 0, listenHost: '127.0.0.1', mdns: false, ...settings })
-  return await EmdxNode.start({ config, logger: silentLogger(), advertiserTiming: { debounceMs: 50, retryMs: 100 } })
+  return await EmdxNode.start({ config, logger: silentLogger() })
 }
 
 async function runLocal (runner: StageRunner): Promise<number> {

@@ -1,5 +1,5 @@
 import { createHash, createPrivateKey, createPublicKey, sign, verify } from 'node:crypto'
-import { peerIdFromString } from '@libp2p/peer-id'
+import { peerIdFromPublicKey, peerIdFromString } from '@libp2p/peer-id'
 import type { Ed25519PrivateKey } from '@libp2p/interface'
 import type { KeyObject } from 'node:crypto'
 
@@ -80,6 +80,9 @@ function signedBytes (domain: SignatureDomain, message: Uint8Array): Uint8Array 
  * with libp2p's own signatures.
  */
 export function createSigner (privateKey: Ed25519PrivateKey, peerId: string): Signer {
+  if (peerIdFromPublicKey(privateKey.publicKey).toString() !== peerId) {
+    throw new Error(`peer id ${peerId} is not the id of this key`)
+  }
   // `raw` is the 64-byte seed-plus-public-key form. A JWK key with both
   // halves loads about 20 times faster here than PKCS #8 DER, which makes
   // Node derive the public key again.
@@ -87,7 +90,13 @@ export function createSigner (privateKey: Ed25519PrivateKey, peerId: string): Si
   const key = createPrivateKey({ key: { kty: 'OKP', crv: 'Ed25519', d: base64url(raw.subarray(0, 32)), x: base64url(raw.subarray(32)) }, format: 'jwk' })
   return {
     peerId,
-    sign: (domain, message) => new Uint8Array(sign(null, signedBytes(domain, message), key))
+    sign: (domain, message) => {
+      const signature = new Uint8Array(sign(null, signedBytes(domain, message), key))
+      // A node checks its own signatures too, for example when it appends a
+      // receipt it has just countersigned; this one needs no check.
+      rememberVerified(verificationKey(domain, message, signature, peerId))
+      return signature
+    }
   }
 }
 

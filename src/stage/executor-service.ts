@@ -9,7 +9,7 @@ import { bytesEqual, decodeCanonical, encodeCanonical } from '../records/canonic
 import { sha256 } from '../records/hash.js'
 import { StageChannel, StageProtocolError } from './channel.js'
 import { summarizeAgentLine } from './agent-progress.js'
-import { chunkSchema, countersignedSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, MAX_PROGRESS_LINE_CHARS, MAX_PROGRESS_LINES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { chunkSchema, countersignedSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, MAX_PAYLOAD_WITH_OFFER_BYTES, MAX_PROGRESS_LINE_CHARS, MAX_PROGRESS_LINES, offerSchema, payloadSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
 import type { AdmissionLedger, RequesterTrust } from '../credits/admission.js'
 import type { ChainSegment, ChainState } from '../credits/chain.js'
@@ -172,19 +172,21 @@ export class ExecutorService {
       const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
       jobId = offer.jobId
       this.stats.offers++
-      // A segment sent with the offer is read before anything may reject the
-      // offer, so that a reject is the next message the requester reads.
-      const offered = offer.ledgerFromSeq === undefined
-        ? undefined
-        : await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
       if (active > (this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER)) {
         throw new JobRejected('busy', `this executor runs at most ${this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER} jobs of one requester at a time`, 5_000)
       }
+      // What the requester sent with the offer comes next on the stream:
+      // its ledger segment, then a small payload. Both are read before the
+      // credit check, which may ask for another segment.
+      const offered = offer.ledgerFromSeq === undefined
+        ? undefined
+        : await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.offeredSegment } }, this.timing.offerTimeoutMs)
       lease = await this.admit(peer, offer)
+      const payload = offer.payloadFollows === true ? await this.receivePayload(channel, offer) : undefined
       await this.checkCredit(channel, peer, offer, offered)
       await this.init.runningJobs?.add(offer.jobId, peer)
       recorded = true
-      await this.runJob(channel, peer, offer, lease)
+      await this.runJob(channel, peer, offer, lease, payload)
     } catch (err) {
       this.init.jobs?.finish('executor', jobId, { state: 'failed', error: (err as Error).message })
       await this.fail(channel, peer, jobId, err)
@@ -218,6 +220,9 @@ export class ExecutorService {
     }
     if (offer.payload.bytes > (this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES)) {
       throw new JobRejected('payload', `the payload of ${offer.payload.bytes} bytes is over this executor's limit of ${this.init.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES}`)
+    }
+    if (offer.payloadFollows === true && offer.payload.bytes > MAX_PAYLOAD_WITH_OFFER_BYTES) {
+      throw new JobRejected('payload', `a payload sent with the offer may have at most ${MAX_PAYLOAD_WITH_OFFER_BYTES} bytes, not ${offer.payload.bytes}; send it after the accept`)
     }
 
     // A job id seen before is a replay, whether or not capacity is free now.
@@ -312,7 +317,8 @@ export class ExecutorService {
     return Math.min(30_000, Math.max(2_000, this.running.size * this.timing.heartbeatMs))
   }
 
-  private async runJob (channel: StageChannel, peer: string, offer: Offer, lease: Lease): Promise<void> {
+  /** Runs an admitted job; `received` is the payload when it came with the offer. */
+  private async runJob (channel: StageChannel, peer: string, offer: Offer, lease: Lease, received?: StagePayload): Promise<void> {
     const price = this.init.price()
     await channel.write({ type: 'accept', jobId: offer.jobId, price, heartbeatMs: this.timing.heartbeatMs, leaseMs: this.timing.leaseMs })
     this.stats.accepted++
@@ -320,7 +326,7 @@ export class ExecutorService {
     const logger = this.logger.child({ job: offer.jobId, peer })
     logger.info({ kind: offer.kind, stage: offer.stage, cpus: lease.cpus }, 'accepted a stage')
 
-    const payload = await this.receivePayload(channel, offer)
+    const payload = received ?? await this.receivePayload(channel, offer)
     this.init.jobs?.update('executor', offer.jobId, 'running')
     const startedAt = Date.now()
     const result = await this.execute(channel, offer, lease, payload, logger)
@@ -642,7 +648,7 @@ function decodeRequesterSegment (message: LedgerSegmentMessage, peer: string): R
 }
 
 /**
- * Whether a segment that the requester sent from `fromSeq` on can continue
+ * Tells whether a segment that the requester sent from `fromSeq` on can continue
  * a chain verified up to `knownSeq`: it starts at or before that entry, so
  * the two overlap, and it reaches the entry or sets `more`. An
  * empty segment fits only a chain this node has not seen, sent from the start.

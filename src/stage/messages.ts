@@ -14,10 +14,11 @@ import { CHUNK_BYTES, KEY_BYTES, MAC_BYTES } from './sealing.js'
  *   requester                         executor
  *   offer                 ->
  *   ledger-segment        ->          (when the offer names `ledgerFromSeq`)
+ *   seal, chunk x N       ->          (payload, when the offer sets `payloadFollows`)
  *                         <-          ledger-request (when it checks credit
  *   ledger-segment        ->           and needs other or more entries)
  *                         <-          accept | reject
- *   seal (payload)        ->
+ *   seal (payload)        ->          (unless it came with the offer)
  *   chunk x N             ->
  *                         <-          progress | heartbeat, repeated
  *                         <-          seal (result), chunk x N
@@ -63,7 +64,13 @@ export const offerSchema = z.strictObject({
    * requester starts where the executor verified its chain before, as far as
    * it has seen.
    */
-  ledgerFromSeq: count.optional()
+  ledgerFromSeq: count.optional(),
+  /**
+   * The sealed payload follows the offer (and its segment) at once. Not
+   * waiting for the accept saves a round trip. Only payloads of at most
+   * MAX_PAYLOAD_WITH_OFFER_BYTES may come this way.
+   */
+  payloadFollows: z.literal(true).optional()
 })
 export type Offer = z.infer<typeof offerSchema>
 
@@ -156,6 +163,14 @@ const receiptWire = z.strictObject({
 export const receiptMessageSchema = z.strictObject({ type: z.literal('receipt'), receipt: receiptWire })
 export const countersignedSchema = z.strictObject({ type: z.literal('countersigned'), receipt: receiptWire, entry: ledgerEntryWire.optional() })
 
+/**
+ * The largest payload a requester sends with its offer. An executor reads
+ * such payloads, and the segments that come with offers, into memory before
+ * it has accepted anything, so both are kept small.
+ */
+export const MAX_PAYLOAD_WITH_OFFER_BYTES = 64 * 1024
+export const MAX_SEGMENT_WITH_OFFER_BYTES = 128 * 1024
+
 /** Upper bound of each message type's encoded size, checked before decoding. */
 export const MAX_MESSAGE_BYTES = {
   offer: 2048,
@@ -164,7 +179,8 @@ export const MAX_MESSAGE_BYTES = {
   chunk: CHUNK_BYTES + MAC_BYTES + 64,
   progress: MAX_PROGRESS_LINES * (MAX_PROGRESS_LINE_CHARS * 4 + 32) + 256,
   receipt: 8192,
-  ledgerSegment: MAX_SEGMENT_BYTES + 1024
+  ledgerSegment: MAX_SEGMENT_BYTES + 1024,
+  offeredSegment: MAX_SEGMENT_WITH_OFFER_BYTES + 1024
 } as const
 
 /** Plaintext of a payload: what the executor runs. */

@@ -8,7 +8,7 @@ import { EmdxError } from '../node/errors.js'
 import { decodeCanonical, encodeCanonical } from '../records/canonical.js'
 import { sha256 } from '../records/hash.js'
 import { StageChannel, StageProtocolError } from './channel.js'
-import { acceptSchema, chunkSchema, entrySchema, heartbeatSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, progressSchema, receiptMessageSchema, rejectSchema, resultSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
+import { acceptSchema, chunkSchema, entrySchema, heartbeatSchema, ledgerRequestSchema, MAX_MESSAGE_BYTES, MAX_PAYLOAD_WITH_OFFER_BYTES, MAX_SEGMENT_WITH_OFFER_BYTES, progressSchema, receiptMessageSchema, rejectSchema, resultSchema, sealMessageSchema, STAGE_PROTOCOL } from './messages.js'
 import { ChunkOpener, seal, SealError } from './sealing.js'
 import type { ForkProof } from '../credits/fork-proof.js'
 import type { JobTerms, Price, Receipt, ReceiptBody } from '../credits/receipt.js'
@@ -148,11 +148,14 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
   }
 
   try {
-    const accept = await offer(channel, peer, jobId, task, plaintext, context, options)
+    const payloadFollows = plaintext.byteLength <= MAX_PAYLOAD_WITH_OFFER_BYTES
+    const accept = await offer(channel, peer, jobId, task, plaintext, context, options, payloadFollows ? executor.encryptionKey : undefined)
     logger.debug({ price: accept.price }, 'the executor accepted the stage')
     options.onAccepted?.(accept)
 
-    await sendPayload(channel, jobId, plaintext, executor.encryptionKey, options.signal)
+    if (!payloadFollows) {
+      await sendPayload(channel, jobId, plaintext, executor.encryptionKey, options.signal)
+    }
     const result = await receiveResult(channel, peer, jobId, task, accept, context, options)
     const receiptBody = await settle(channel, jobId, peer, task, accept, result, context, options)
     return { jobId, executor: peer, result: result.payload, receipt: receiptBody.receipt, receiptBody: receiptBody.body, price: accept.price }
@@ -169,8 +172,14 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
   }
 }
 
-async function offer (channel: StageChannel, peer: string, jobId: string, task: RemoteStageTask, plaintext: Uint8Array, context: RemoteStageContext, options: RemoteStageOptions): Promise<Accept> {
+/**
+ * Sends the offer, with a ledger segment when this node can guess what the
+ * executor needs and with the payload when `payloadKey` is given, and
+ * answers the executor's ledger requests until it accepts or rejects.
+ */
+async function offer (channel: StageChannel, peer: string, jobId: string, task: RemoteStageTask, plaintext: Uint8Array, context: RemoteStageContext, options: RemoteStageOptions, payloadKey?: Uint8Array): Promise<Accept> {
   const ledgerFromSeq = segmentStartFor(peer, context.ledger)
+  const segment = ledgerFromSeq === undefined ? undefined : await exportSegment(context.ledger, ledgerFromSeq, MAX_SEGMENT_WITH_OFFER_BYTES)
   await channel.write({
     type: 'offer',
     version: PROTOCOL_VERSION,
@@ -182,9 +191,17 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     maxCredits: task.maxCredits,
     payload: { bytes: plaintext.byteLength, hash: sha256(plaintext) },
     requesterKey: context.encryptionKey.publicKey,
-    ledgerFromSeq
+    ledgerFromSeq,
+    payloadFollows: payloadKey === undefined ? undefined : true
   }, options.signal)
-  let sentThrough = ledgerFromSeq === undefined ? -1 : await sendLedgerSegment(channel, jobId, ledgerFromSeq, context.ledger, options.signal)
+  let sentThrough = -1
+  if (segment !== undefined) {
+    await channel.write({ type: 'ledger-segment', jobId, segment: segment.encoded, more: segment.more }, options.signal)
+    sentThrough = segment.lastSeq
+  }
+  if (payloadKey !== undefined) {
+    await sendPayload(channel, jobId, plaintext, payloadKey, options.signal)
+  }
 
   const answers = {
     accept: { schema: acceptSchema, maxBytes: MAX_MESSAGE_BYTES.answer },
@@ -197,7 +214,9 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     if (answer.jobId !== jobId || requests > MAX_LEDGER_REQUESTS) {
       throw new StageProtocolError('unexpected', `the executor asked for the ledger chain ${requests} times or for another job`)
     }
-    sentThrough = await sendLedgerSegment(channel, jobId, answer.fromSeq, context.ledger, options.signal)
+    const requested = await exportSegment(context.ledger, answer.fromSeq, MAX_SEGMENT_BYTES)
+    await channel.write({ type: 'ledger-segment', jobId, segment: requested.encoded, more: requested.more }, options.signal)
+    sentThrough = requested.lastSeq
     answer = await channel.read(answers, timeoutMs, options.signal)
   }
 
@@ -227,25 +246,23 @@ function segmentStartFor (peer: string, ledger: StageLedger): number | undefined
 }
 
 /**
- * Sends this node's ledger chain from `fromSeq` on, so the executor can
- * check its credit. A chain too long for one message goes in parts: each
- * segment carries as many links as fit and sets `more`, and the executor
- * requests the rest. Returns the seq of the last entry sent.
+ * Encodes this node's ledger chain from `fromSeq` on for an executor that
+ * checks its credit, in at most `maxBytes`. A chain too long for that goes
+ * in parts: the segment carries as many links as fit and sets `more`, and
+ * the executor requests the rest.
  */
-async function sendLedgerSegment (channel: StageChannel, jobId: string, fromSeq: number, ledger: StageLedger, signal?: AbortSignal): Promise<number> {
+async function exportSegment (ledger: StageLedger, fromSeq: number, maxBytes: number): Promise<{ encoded: Uint8Array, lastSeq: number, more?: true }> {
   const head = ledger.head().seq
-  let limit = MAX_SEGMENT_LINKS
-  let segment = await ledger.exportSegment(fromSeq, limit)
+  const segment = await ledger.exportSegment(fromSeq, MAX_SEGMENT_LINKS)
+  let links = segment.links
   let encoded = encodeChainSegment(segment)
-  while (encoded.byteLength > MAX_SEGMENT_BYTES && limit > 1) {
-    limit = Math.floor(limit / 2)
-    segment = await ledger.exportSegment(fromSeq, limit)
-    encoded = encodeChainSegment(segment)
+  while (encoded.byteLength > maxBytes && links.length > 1) {
+    links = links.slice(0, Math.max(1, Math.floor(links.length * maxBytes / encoded.byteLength)))
+    encoded = encodeChainSegment({ owner: segment.owner, links })
   }
-  const last = segment.links.at(-1)
+  const last = links.at(-1)
   const lastSeq = last === undefined ? fromSeq - 1 : decodeLedgerEntryBody(last.entry.body).seq
-  await channel.write({ type: 'ledger-segment', jobId, segment: encoded, more: lastSeq < head ? true : undefined }, signal)
-  return lastSeq
+  return { encoded, lastSeq, more: lastSeq < head ? true : undefined }
 }
 
 async function sendPayload (channel: StageChannel, jobId: string, plaintext: Uint8Array, executorKey: Uint8Array, signal?: AbortSignal): Promise<void> {

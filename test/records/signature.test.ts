@@ -12,12 +12,21 @@ async function newSigner (): Promise<{ signer: ReturnType<typeof createSigner>, 
 
 describe('record signatures', () => {
   it('verify with the signer peer id', async () => {
-    const { signer } = await newSigner()
+    const { signer, raw } = await newSigner()
     const message = new TextEncoder().encode('a ledger entry')
+    // Signed outside the signer, whose own signatures skip the check.
+    const prefixed = new Uint8Array([...new TextEncoder().encode('emdx/ledger-entry/v1\0'), ...message])
 
-    const signature = signer.sign('ledger-entry', message)
+    const signature = nacl.sign.detached(prefixed, raw)
 
     expect(verifySignature('ledger-entry', message, signature, signer.peerId)).toBe(true)
+  })
+
+  it('refuse a peer id of another key', async () => {
+    const { signer } = await newSigner()
+    const other = await generateKeyPair('Ed25519')
+
+    expect(() => createSigner(other, signer.peerId)).toThrow(/is not the id of this key/)
   })
 
   it('match tweetnacl signatures byte for byte', async () => {

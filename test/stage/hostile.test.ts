@@ -7,7 +7,7 @@ import { encodeCanonical } from '../../src/records/canonical.js'
 import { sha256 } from '../../src/records/hash.js'
 import { createSigner } from '../../src/records/signature.js'
 import { StageChannel } from '../../src/stage/channel.js'
-import { acceptSchema, chunkSchema, countersignedSchema, ledgerRequestSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
+import { acceptSchema, chunkSchema, countersignedSchema, ledgerRequestSchema, ledgerSegmentSchema, MAX_MESSAGE_BYTES, MAX_PAYLOAD_WITH_OFFER_BYTES, offerSchema, rejectSchema, sealMessageSchema, STAGE_PROTOCOL } from '../../src/stage/messages.js'
 import { encodeChainSegment } from '../../src/credits/chain.js'
 import { newJobId, RemoteStageError, runRemoteStage } from '../../src/stage/requester.js'
 import { open, seal } from '../../src/stage/sealing.js'
@@ -222,6 +222,23 @@ describe('payload attacks', () => {
     expect(service.stats.rejected.payload).toBe(1)
     expect(runner.specs).toHaveLength(0)
     await waitFor(() => leases.free().cpus === 2, 5000, 'the lease to be released')
+  })
+
+  it('rejects a large payload sent with the offer', async () => {
+    const { executor, requester, record } = await pair()
+    const runner = new ScriptedRunner(async () => succeeded('ok'))
+    const { service, leases } = await startExecutorService(executor, runner)
+    const plaintext = new Uint8Array(MAX_PAYLOAD_WITH_OFFER_BYTES + 1)
+    const channel = new StageChannel(await openStream(requester, executor))
+
+    await channel.write(offerFor(requester, plaintext, { payloadFollows: true }))
+    const answer = await channel.read(answers, 5000)
+
+    expect(answer.type === 'reject' ? answer.reason : answer.type).toBe('payload')
+    expect(service.stats.rejected.payload).toBe(1)
+    expect(runner.specs).toHaveLength(0)
+    expect(leases.free().cpus).toBe(2)
+    expect(await stillServes(requester, record)).toBe('ok')
   })
 
   it('rejects a tampered payload', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { MAX_SEGMENT_LINKS } from '../../src/credits/chain.js'
 import { verifyReceipt } from '../../src/credits/receipt.js'
+import { MAX_PAYLOAD_WITH_OFFER_BYTES } from '../../src/stage/messages.js'
 import { runRemoteStage } from '../../src/stage/requester.js'
 import { newJob, newSigner, signJob } from '../helpers/credits.js'
 import { ManualCapacity } from '../support/capacity.js'
@@ -42,6 +43,20 @@ describe('stage protocol', () => {
     expect(requesterRecord?.receipt).toEqual(outcome.receipt)
     expect(executor.ledger.balance().earned).toBe(outcome.receiptBody.credits)
     expect(requester.ledger.balance().spent).toBe(outcome.receiptBody.credits)
+  })
+})
+
+describe('payloads', () => {
+  it('sends a large payload after the accept', async () => {
+    const { executor, requester, record } = await pair()
+    const runner = new ScriptedRunner(async () => succeeded('ok'))
+    await startExecutorService(executor, runner)
+    const workspace = new Uint8Array(MAX_PAYLOAD_WITH_OFFER_BYTES + 1024).fill(7)
+
+    const outcome = await runRemoteStage(requesterContext(requester), record, { ...commandTask, payload: { ...commandTask.payload, workspace } }, { signal: AbortSignal.timeout(20_000) })
+
+    expect(outcome.result.stdout).toBe('ok')
+    expect(runner.specs[0]?.input?.archivePath).toMatch(/input\.tar$/)
   })
 })
 
