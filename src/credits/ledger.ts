@@ -145,8 +145,13 @@ const PEER_JOB_PREFIX = 'q:'
 const FORK_PREFIX = 'f:'
 const HEAD_KEY = 'head'
 const SEQ_DIGITS = 16
-/** Peers whose view of this node's chain is remembered; the oldest is forgotten first. */
-const VERIFIED_BY_PEERS = 4096
+/**
+ * Peers of which the ledger keeps three facts in memory: how much of
+ * their chain it verified, the newest entry of theirs it holds, and how much
+ * of its chain they verified. The least recently used is forgotten first;
+ * the first two are read back from the store when needed again.
+ */
+const REMEMBERED_PEERS = 4096
 const REPLAY_CHUNK_LINKS = 256
 
 const storedLinkSchema = z.strictObject({ entry: ledgerEntrySchema, receipt: receiptSchema })
@@ -174,6 +179,8 @@ export class Ledger {
   private state: ChainState
   private readonly forkers = new Set<string>()
   private readonly verifiedByPeer = new Map<string, number>()
+  private readonly peerStates = new Map<string, ChainState>()
+  private readonly witnessedSeqs = new Map<string, number>()
   /** Appends and imports run one at a time, so that each starts from the head the previous one wrote. */
   private queue: Promise<unknown> = Promise.resolve()
 
@@ -246,10 +253,8 @@ export class Ledger {
       } else {
         throw new ReceiptError(`receipt for job ${body.jobId} names neither peer as this node ${this.owner}`)
       }
-      if (await this.store.get(JOB_PREFIX + body.jobId) !== undefined) {
-        throw new DuplicateJobError(`job ${body.jobId} is already in the ledger; a receipt is appended once`)
-      }
-
+      // The read runs while the entry is signed and checked.
+      const recorded = this.store.get(JOB_PREFIX + body.jobId)
       const entry = signLedgerEntry({
         version: 1,
         owner: this.owner,
@@ -261,6 +266,9 @@ export class Ledger {
         time: this.clock()
       }, this.signer)
       const next = verifyChainSegment({ owner: this.owner, links: [{ entry, receipt }] }, { base: this.state, signatures: 'none' })
+      if (await recorded !== undefined) {
+        throw new DuplicateJobError(`job ${body.jobId} is already in the ledger; a receipt is appended once`)
+      }
 
       await this.store.batch([
         { type: 'put', key: ENTRY_PREFIX + seqKey(next.seq), value: encodeCanonical({ entry, receipt: storedReceipt(receipt) }) },
@@ -354,6 +362,7 @@ export class Ledger {
         { type: 'put', key: PEER_STATE_PREFIX + segment.owner, value: encodePeerState(state) },
         ...jobIds.map(jobId => ({ type: 'put' as const, key: `${PEER_JOB_PREFIX}${segment.owner}:${jobId}`, value: new Uint8Array([1]) }))
       ])
+      remember(this.peerStates, segment.owner, state)
       return { state, forkProofs }
     })
   }
@@ -364,7 +373,8 @@ export class Ledger {
    * so that a requester that rewrote that entry proves its own fork.
    */
   async verifiedChain (owner: string): Promise<ChainState> {
-    return await this.peerState(owner)
+    const state = await this.peerState(owner)
+    return { ...state, earnedByPayer: new Map(state.earnedByPayer) }
   }
 
   /**
@@ -378,14 +388,7 @@ export class Ledger {
   }
 
   noteVerifiedBy (peer: string, seq: number): void {
-    this.verifiedByPeer.delete(peer)
-    if (this.verifiedByPeer.size >= VERIFIED_BY_PEERS) {
-      const oldest = this.verifiedByPeer.keys().next().value
-      if (oldest !== undefined) {
-        this.verifiedByPeer.delete(oldest)
-      }
-    }
-    this.verifiedByPeer.set(peer, seq)
+    remember(this.verifiedByPeer, peer, seq)
   }
 
   /** Links of this node's chain from `fromSeq` on, at most `limit` of them, for another node to verify. */
@@ -508,41 +511,56 @@ export class Ledger {
     return new LedgerCorruptError(this.location, `${problem}; ${advice}`, cause === undefined ? undefined : { cause })
   }
 
+  /** The verified state of a peer's chain; callers must not change it. */
   private async peerState (owner: string): Promise<ChainState> {
+    const cached = this.peerStates.get(owner)
+    if (cached !== undefined) {
+      return cached
+    }
     const raw = await this.store.get(PEER_STATE_PREFIX + owner)
     if (raw === undefined) {
       return emptyChainState(owner)
     }
     const stored = this.decodeStored(PEER_STATE_PREFIX + owner, () => storedPeerStateSchema.parse(decodeCanonical(raw, 1024 * 1024)))
-    return { owner, seq: stored.seq, hash: stored.hash, earned: stored.earned, spent: stored.spent, earnedByPayer: new Map(Object.entries(stored.earnedByPayer)) }
+    const state = { owner, seq: stored.seq, hash: stored.hash, earned: stored.earned, spent: stored.spent, earnedByPayer: new Map(Object.entries(stored.earnedByPayer)) }
+    remember(this.peerStates, owner, state)
+    return state
   }
 
   private async highestWitnessedSeq (owner: string): Promise<number> {
-    for await (const key of this.store.keys({ gte: `${WITNESS_PREFIX}${owner}:`, lt: `${WITNESS_PREFIX}${owner}:\xff`, reverse: true, limit: 1 })) {
-      return Number.parseInt(key.slice(key.lastIndexOf(':') + 1), 10)
+    const cached = this.witnessedSeqs.get(owner)
+    if (cached !== undefined) {
+      return cached
     }
-    return -1
+    let highest = -1
+    for await (const key of this.store.keys({ gte: `${WITNESS_PREFIX}${owner}:`, lt: `${WITNESS_PREFIX}${owner}:\xff`, reverse: true, limit: 1 })) {
+      highest = Number.parseInt(key.slice(key.lastIndexOf(':') + 1), 10)
+    }
+    remember(this.witnessedSeqs, owner, highest)
+    return highest
   }
 
   /** Stores entries as witnesses; `signaturesChecked` skips verifying entries that the caller just verified. */
   private async storeWitnesses (entries: LedgerEntry[], signaturesChecked = false): Promise<ForkProof[]> {
+    const candidates = entries
+      .map(candidate => signaturesChecked
+        ? { entry: candidate, body: decodeLedgerEntryBody(candidate.body), hash: ledgerEntryHash(candidate) }
+        : verifyLedgerEntry(candidate))
+      .filter(verified => verified.body.owner !== this.owner)
+    const keys = candidates.map(verified => `${WITNESS_PREFIX}${verified.body.owner}:${seqKey(verified.body.seq)}`)
+    const held = keys.length === 0 ? [] : await this.store.getMany(keys)
+
     const proofs: ForkProof[] = []
     const writes: Array<{ type: 'put', key: string, value: Uint8Array }> = []
-    for (const candidate of entries) {
-      const verified = signaturesChecked
-        ? { entry: candidate, body: decodeLedgerEntryBody(candidate.body), hash: ledgerEntryHash(candidate) }
-        : verifyLedgerEntry(candidate)
-      if (verified.body.owner === this.owner) {
-        continue
-      }
-      const key = `${WITNESS_PREFIX}${verified.body.owner}:${seqKey(verified.body.seq)}`
-      const held = await this.store.get(key)
-      if (held === undefined) {
+    for (const [index, verified] of candidates.entries()) {
+      const key = keys[index] as string
+      const heldBytes = held[index]
+      if (heldBytes === undefined) {
         writes.push({ type: 'put', key, value: encodeCanonical(verified.entry) })
         continue
       }
 
-      const heldEntry = this.decodeStored(key, () => ledgerEntrySchema.parse(decodeCanonical(held, 4096)))
+      const heldEntry = this.decodeStored(key, () => ledgerEntrySchema.parse(decodeCanonical(heldBytes, 4096)))
       if (!bytesEqual(ledgerEntryHash(heldEntry), verified.hash) && !this.forkers.has(verified.body.owner)) {
         const proof = createForkProof(heldEntry, verified.entry)
         writes.push({ type: 'put', key: FORK_PREFIX + proof.owner, value: encodeForkProof(proof) })
@@ -554,8 +572,15 @@ export class Ledger {
     if (writes.length > 0) {
       await this.store.batch(writes)
     }
+    for (const verified of candidates) {
+      const highest = this.witnessedSeqs.get(verified.body.owner)
+      if (highest !== undefined && highest < verified.body.seq) {
+        this.witnessedSeqs.set(verified.body.owner, verified.body.seq)
+      }
+    }
     return proofs
   }
+
 
   private async serialize<T> (task: () => Promise<T>): Promise<T> {
     const run = this.queue.then(task, task)
@@ -582,3 +607,14 @@ function encodePeerState (state: ChainState): Uint8Array {
   return encodeCanonical({ seq: state.seq, hash: state.hash, earned: state.earned, spent: state.spent, earnedByPayer: Object.fromEntries(state.earnedByPayer) })
 }
 
+/** Sets a key as the most recently used of a bounded map, forgetting the least recently used. */
+function remember<V> (map: Map<string, V>, key: string, value: V): void {
+  map.delete(key)
+  if (map.size >= REMEMBERED_PEERS) {
+    const oldest = map.keys().next().value
+    if (oldest !== undefined) {
+      map.delete(oldest)
+    }
+  }
+  map.set(key, value)
+}

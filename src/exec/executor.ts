@@ -31,6 +31,9 @@ export interface SandboxExecutorInit {
   warmPoolSize?: number
 }
 
+/** The maximum wait of a finished sandbox for `StageSpec.cleanupAfter` before it is removed. */
+export const HOUSEKEEPING_WAIT_MS = 5_000
+
 interface ActiveRun {
   cancel: AbortController
   done: Promise<void>
@@ -52,6 +55,8 @@ export class SandboxExecutor implements StageExecutor {
   private readonly pool?: WarmPool
   private readonly active = new Map<string, ActiveRun>()
   private closed = false
+  /** Aborted by `close`, which ends the waits for `cleanupAfter`. */
+  private readonly closing = new AbortController()
 
   constructor (init: SandboxExecutorInit) {
     this.init = init
@@ -101,7 +106,7 @@ export class SandboxExecutor implements StageExecutor {
       logger: this.logger.child({ job: spec.jobId }),
       collect: this.init.collect === undefined ? undefined : async (folder) => { await this.init.collect?.(spec.jobId, folder) }
     })
-    const cleanedUp = this.finish(spec.jobId, result, prepared, progress)
+    const cleanedUp = this.finish(spec, result, prepared, progress)
     this.active.set(spec.jobId, { cancel, done: cleanedUp })
     return { jobId: spec.jobId, progress, result, cleanedUp }
   }
@@ -127,6 +132,7 @@ export class SandboxExecutor implements StageExecutor {
 
   async close (): Promise<void> {
     this.closed = true
+    this.closing.abort()
     const runs = [...this.active.values()]
     for (const run of runs) {
       run.cancel.abort()
@@ -171,8 +177,9 @@ export class SandboxExecutor implements StageExecutor {
     }
   }
 
-  /** Logs the result, ends the progress stream, then removes the sandbox. */
-  private async finish (jobId: string, result: Promise<StageResult>, prepared: PreparedSandbox, progress: ProgressChannel): Promise<void> {
+  /** Logs the result, ends the progress stream, then removes the sandbox once the caller is done with the result. */
+  private async finish (spec: StageSpec, result: Promise<StageResult>, prepared: PreparedSandbox, progress: ProgressChannel): Promise<void> {
+    const jobId = spec.jobId
     const logger = this.logger.child({ job: jobId })
     try {
       const { outcome, exitCode, metrics } = await result
@@ -182,6 +189,9 @@ export class SandboxExecutor implements StageExecutor {
     }
     progress.state('finished')
     progress.close()
+    if (spec.cleanupAfter !== undefined) {
+      await waitAtMost(spec.cleanupAfter, HOUSEKEEPING_WAIT_MS, this.closing.signal)
+    }
     if (!this.closed) {
       void this.pool?.fill()
     }
@@ -207,5 +217,27 @@ export class SandboxExecutor implements StageExecutor {
     }
     const proxy = this.init.egress?.enabled === true ? proxyEnvironment() : {}
     return stageEnvironment(spec, { ...agentEnvironment(this.init.agent), ...proxy })
+  }
+}
+
+/** Resolves when `promise` settles, after `ms`, or when `signal` aborts, whichever comes first. */
+async function waitAtMost (promise: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) {
+    return
+  }
+  let timer: NodeJS.Timeout | undefined
+  let onAbort: (() => void) | undefined
+  const stop = new Promise<void>(resolve => {
+    timer = setTimeout(resolve, ms)
+    onAbort = resolve
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+  try {
+    await Promise.race([promise.then(() => {}, () => {}), stop])
+  } finally {
+    clearTimeout(timer)
+    if (onAbort !== undefined) {
+      signal.removeEventListener('abort', onAbort)
+    }
   }
 }

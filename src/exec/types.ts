@@ -68,6 +68,13 @@ export interface StageSpec {
   limits?: Partial<StageLimits>
   /** Aborting cancels the run: the sandbox is killed and the outcome is `cancelled`. */
   signal?: AbortSignal
+  /**
+   * Removing the finished sandbox and refilling the warm pool wait until
+   * this settles, or HOUSEKEEPING_WAIT_MS at most, so that the container
+   * work does not compete for CPU with delivering the result. The stage
+   * protocol passes the end of its result and receipt exchange.
+   */
+  cleanupAfter?: Promise<unknown>
 }
 
 /** Token usage and cost reported by the agent's result line. */

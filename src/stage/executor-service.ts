@@ -167,6 +167,10 @@ export class ExecutorService {
     let jobId: string | undefined
     let lease: Lease | undefined
     let recorded = false
+    // The sandbox is removed once the job has settled, so that removing it
+    // does not slow the result and the receipt.
+    let markSettled = (): void => {}
+    const settled = new Promise<void>(resolve => { markSettled = resolve })
 
     try {
       const offer = await channel.read({ offer: { schema: offerSchema, maxBytes: MAX_MESSAGE_BYTES.offer } }, this.timing.offerTimeoutMs)
@@ -175,22 +179,23 @@ export class ExecutorService {
       if (active > (this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER)) {
         throw new JobRejected('busy', `this executor runs at most ${this.init.maxStreamsPerPeer ?? DEFAULT_MAX_STREAMS_PER_PEER} jobs of one requester at a time`, 5_000)
       }
+      lease = await this.admit(peer, offer)
       // What the requester sent with the offer comes next on the stream:
       // its ledger segment, then a small payload. Both are read before the
       // credit check, which may ask for another segment.
       const offered = offer.ledgerFromSeq === undefined
         ? undefined
         : await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.offeredSegment } }, this.timing.offerTimeoutMs)
-      lease = await this.admit(peer, offer)
       const payload = offer.payloadFollows === true ? await this.receivePayload(channel, offer) : undefined
       await this.checkCredit(channel, peer, offer, offered)
       await this.init.runningJobs?.add(offer.jobId, peer)
       recorded = true
-      await this.runJob(channel, peer, offer, lease, payload)
+      await this.runJob(channel, peer, offer, lease, settled, payload)
     } catch (err) {
       this.init.jobs?.finish('executor', jobId, { state: 'failed', error: (err as Error).message })
       await this.fail(channel, peer, jobId, err)
     } finally {
+      markSettled()
       if (lease !== undefined) {
         this.init.leases.release(lease.jobId)
       }
@@ -226,11 +231,14 @@ export class ExecutorService {
     }
 
     // A job id seen before is a replay, whether or not capacity is free now.
-    if (this.init.leases.active().some(held => held.jobId === offer.jobId) || await this.init.replay.seen('job', offer.jobId)) {
+    if (this.init.leases.active().some(held => held.jobId === offer.jobId)) {
       throw new JobRejected('replayed', `job ${offer.jobId} was offered here before`)
     }
     const lease = this.init.leases.tryReserve(offer.jobId, peer, offer.needs.cpus, offer.needs.memoryBytes)
     if (lease === undefined) {
+      if (await this.init.replay.seen('job', offer.jobId)) {
+        throw new JobRejected('replayed', `job ${offer.jobId} was offered here before`)
+      }
       const free = this.init.leases.free()
       throw new JobRejected('full', `this executor has ${free.cpus} free CPUs and ${free.memoryBytes} bytes of free memory`, this.retryAfterFull())
     }
@@ -318,7 +326,7 @@ export class ExecutorService {
   }
 
   /** Runs an admitted job; `received` is the payload when it came with the offer. */
-  private async runJob (channel: StageChannel, peer: string, offer: Offer, lease: Lease, received?: StagePayload): Promise<void> {
+  private async runJob (channel: StageChannel, peer: string, offer: Offer, lease: Lease, settled: Promise<void>, received?: StagePayload): Promise<void> {
     const price = this.init.price()
     await channel.write({ type: 'accept', jobId: offer.jobId, price, heartbeatMs: this.timing.heartbeatMs, leaseMs: this.timing.leaseMs })
     this.stats.accepted++
@@ -329,7 +337,7 @@ export class ExecutorService {
     const payload = received ?? await this.receivePayload(channel, offer)
     this.init.jobs?.update('executor', offer.jobId, 'running')
     const startedAt = Date.now()
-    const result = await this.execute(channel, offer, lease, payload, logger)
+    const result = await this.execute(channel, offer, lease, payload, settled, logger)
     // The sandbox is done: its capacity is free for the next offer while the
     // result and the receipt are exchanged.
     this.init.leases.release(lease.jobId)
@@ -403,7 +411,7 @@ export class ExecutorService {
   }
 
   /** Runs the stage, forwarding progress and heartbeats, and cancels it if the requester goes away. */
-  private async execute (channel: StageChannel, offer: Offer, lease: Lease, payload: StagePayload, logger: Logger): Promise<RunnerResult> {
+  private async execute (channel: StageChannel, offer: Offer, lease: Lease, payload: StagePayload, settled: Promise<void>, logger: Logger): Promise<RunnerResult> {
     const controller = new AbortController()
     this.running.set(offer.jobId, controller)
     const onClose = (): void => {
@@ -427,7 +435,8 @@ export class ExecutorService {
         env: payload.kind === 'command' ? payload.env : undefined,
         repository: payload.kind === 'agent' ? payload.repository : undefined,
         limits: { timeoutMs: offer.timeoutMs, memoryBytes: lease.memoryBytes, cpus: lease.cpus },
-        signal: controller.signal
+        signal: controller.signal,
+        cleanupAfter: settled
       }
       const run = await this.init.runner.start(spec)
       forwarder.start()

@@ -179,7 +179,6 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
  */
 async function offer (channel: StageChannel, peer: string, jobId: string, task: RemoteStageTask, plaintext: Uint8Array, context: RemoteStageContext, options: RemoteStageOptions, payloadKey?: Uint8Array): Promise<Accept> {
   const ledgerFromSeq = segmentStartFor(peer, context.ledger)
-  const segment = ledgerFromSeq === undefined ? undefined : await exportSegment(context.ledger, ledgerFromSeq, MAX_SEGMENT_WITH_OFFER_BYTES)
   await channel.write({
     type: 'offer',
     version: PROTOCOL_VERSION,
@@ -195,6 +194,8 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     payloadFollows: payloadKey === undefined ? undefined : true
   }, options.signal)
   let sentThrough = -1
+  // Read while the offer is on its way and the executor checks it.
+  const segment = ledgerFromSeq === undefined ? undefined : await exportSegment(context.ledger, ledgerFromSeq, MAX_SEGMENT_WITH_OFFER_BYTES)
   if (segment !== undefined) {
     await channel.write({ type: 'ledger-segment', jobId, segment: segment.encoded, more: segment.more }, options.signal)
     sentThrough = segment.lastSeq

@@ -19,6 +19,8 @@ export interface RunnerSpec {
   env?: Record<string, string>
   limits?: { timeoutMs?: number, memoryBytes?: number, cpus?: number }
   signal?: AbortSignal
+  /** Removing the sandbox waits until this settles; see `StageSpec.cleanupAfter` in src/exec. */
+  cleanupAfter?: Promise<unknown>
   /** A git bundle to check out as the workspace; see RepositoryStageRunner. */
   repository?: { bundle: Uint8Array, docId: number, stage: Stage }
 }

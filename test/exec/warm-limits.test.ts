@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { describe, expect, it } from 'vitest'
 import { missingBackend, reportMissing, TEST_LIMITS, testExecutor } from './support.js'
 import type { BackendName } from './support.js'
@@ -22,6 +23,30 @@ for (const backend of ['docker', 'bwrap'] as BackendName[]) {
         expect(memoryBytes).toBeLessThan(TEST_LIMITS.memoryBytes)
         expect(result?.outcome).toBe('out_of_memory')
         expect(result?.stdout).not.toContain('survived')
+      } finally {
+        await sandbox.cleanup()
+      }
+    }, 60_000)
+
+    it('removes the sandbox once the caller settles', async () => {
+      const sandbox = await testExecutor(backend, { warmPoolSize: 1 })
+      try {
+        await sandbox.executor?.warmUp()
+        let settle = (): void => {}
+        const cleanupAfter = new Promise<void>(resolve => { settle = resolve })
+
+        const run = await sandbox.executor?.start({ jobId: `settle-${backend}`, command: ['true'], limits: TEST_LIMITS, cleanupAfter })
+        const result = await run?.result
+        let cleaned = false
+        void run?.cleanedUp.then(() => { cleaned = true })
+        await sleep(500)
+        const cleanedBeforeSettling = cleaned
+        settle()
+        await run?.cleanedUp
+
+        expect(result?.outcome).toBe('succeeded')
+        expect(cleanedBeforeSettling).toBe(false)
+        expect(cleaned).toBe(true)
       } finally {
         await sandbox.cleanup()
       }
