@@ -68,6 +68,14 @@ export interface SeenRecord {
 
 const MAX_SEEN_RECORDS = 1000
 const RECENTLY_SEEN_MS = 60_000
+/**
+ * How long a DHT walk that ran to its end is trusted to have found every
+ * provider of its class. Within it, a search that has as many recently seen
+ * providers as that walk found leaves the DHT alone: on a small network
+ * every search would otherwise walk the whole DHT for providers that do not
+ * exist.
+ */
+const WALK_MEMORY_MS = 30_000
 
 /**
  * Finds providers for a stage: asks the DHT for providers of the stage's
@@ -86,6 +94,8 @@ export class Discovery {
   private readonly now: () => number
   private readonly unreachable = new Map<string, { failures: number, until: number }>()
   private readonly seen = new Map<string, SeenRecord>()
+  /** The last walk of each class that ran to its end, and how many usable providers it found. */
+  private readonly walks = new Map<string, { at: number, found: number }>()
   /** Counters for metrics: capacity queries sent, dials that failed, providers skipped without a dial. */
   readonly stats = { queries: 0, failedDials: 0, skippedUnreachable: 0, skippedExcluded: 0 }
 
@@ -115,12 +125,20 @@ export class Discovery {
    */
   async find (needs: StageNeeds, options: FindOptions): Promise<Candidate[]> {
     const capability = Discovery.classFor(needs)
-    const search = new ProviderSearch(this, needs, options)
+    const label = classLabel(capability)
+    const walk = this.walks.get(label)
+    const walkedRecently = walk !== undefined && this.now() - walk.at < WALK_MEMORY_MS
+    const search = new ProviderSearch(this, needs, options, walkedRecently ? walk.found : undefined)
     const keys = await classKeys(capability)
-    this.logger.debug({ class: classLabel(capability), count: options.count }, 'looking for providers')
+    this.logger.debug({ class: label, count: options.count }, 'looking for providers')
 
     const known = this.recentlySeenProviders()
     const candidates = await search.run(known, signal => keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal })))
+    // A walk that ran to its end short of the count shows that the class
+    // has no more providers than it found.
+    if (search.walkedToEnd && candidates.length < options.count) {
+      this.walks.set(label, { at: this.now(), found: candidates.length })
+    }
     return rankCandidates(candidates)
   }
 
@@ -136,9 +154,10 @@ export class Discovery {
       .map(seen => ({ id: peerIdFromString(seen.record.peerId), multiaddrs: [] }))
   }
 
-  /** Forgets the records fetched so far, so that the next search relies on the DHT alone. */
+  /** Forgets the records fetched and the walks made so far, so that the next search relies on the DHT alone. */
   forgetSeenRecords (): void {
     this.seen.clear()
+    this.walks.clear()
   }
 
   /** Records fetched lately, newest first. */
@@ -279,6 +298,10 @@ const SPARE_PROVIDERS = 2
  * ones. The grace period then waits only for fetches under way. The queries
  * resume if the providers in hand fall below `count`.
  *
+ * When a walk of the class ran to its end lately and found fewer providers
+ * than `count`, the search takes that many as enough: it walks only when
+ * it has fewer in hand.
+ *
  * NOTE: ranking then chooses among the first providers the DHT returned, not
  * among every provider of the class, so a better provider found later in a
  * walk is missed.
@@ -296,15 +319,22 @@ class ProviderSearch {
   private round?: AbortController
   /** Set when a round of shard queries ran to its end: the DHT has nothing more. */
   private exhausted = false
+  /** Providers in hand below which the search walks the DHT, and below which it resumes a paused walk. */
+  private readonly walkBelow: number
+  private readonly resumeBelow: number
   private graceTimer?: NodeJS.Timeout
   private finish!: () => void
   private readonly started = performance.now()
   readonly signal: AbortSignal
 
-  constructor (discovery: Discovery, needs: StageNeeds, options: FindOptions) {
+  /** `lastWalkFound`: the usable providers of a walk of this class that ran to its end lately. */
+  constructor (discovery: Discovery, needs: StageNeeds, options: FindOptions, lastWalkFound?: number) {
     this.discovery = discovery
     this.needs = needs
     this.count = options.count
+    const enough = lastWalkFound === undefined ? undefined : Math.max(1, Math.min(options.count, lastWalkFound))
+    this.walkBelow = enough ?? options.count + SPARE_PROVIDERS
+    this.resumeBelow = enough ?? options.count
     this.signal = AbortSignal.any([options.signal, this.controller.signal])
     // Every shard query and record fetch listens on this signal.
     setMaxListeners(Infinity, this.signal)
@@ -315,7 +345,7 @@ class ProviderSearch {
     this.signal.addEventListener('abort', () => { this.finish() }, { once: true })
     this.queries = queries
     known.forEach(provider => { this.consider(provider) })
-    if (this.inHand() < this.count + SPARE_PROVIDERS) {
+    if (this.inHand() < this.walkBelow) {
       this.startQueries()
     } else {
       this.discovery.trace({ known: known.length }, 'recently seen providers are enough; the DHT waits')
@@ -327,6 +357,11 @@ class ProviderSearch {
     // they catch their own errors, so nothing waits for them to unwind.
     this.controller.abort()
     return [...this.usable]
+  }
+
+  /** True when a round of shard queries ran to its end, so the DHT had no more providers. */
+  get walkedToEnd (): boolean {
+    return this.exhausted
   }
 
   /** Providers usable or being fetched. */
@@ -363,7 +398,7 @@ class ProviderSearch {
     if (this.signal.aborted) {
       return
     }
-    if (this.inHand() < this.count && !this.exhausted) {
+    if (this.inHand() < this.resumeBelow && !this.exhausted) {
       this.startQueries()
       return
     }

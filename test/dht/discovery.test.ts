@@ -136,6 +136,23 @@ describe('discovery in a 20-node network', () => {
     }
   })
 
+  it('trusts a finished walk for a while', async () => {
+    const requester = network?.others[5] as EmdxNode
+    const all = await requester.discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
+    const findProviders = vi.spyOn(requester.libp2p.services.dht, 'findProviders')
+    try {
+      const again = await requester.discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
+
+      // The first walk ran to its end with fewer providers than asked for,
+      // so the second search takes the providers it has seen as all there are.
+      expect(all.length).toBeLessThan(100)
+      expect(findProviders.mock.calls.length).toBe(0)
+      expect(again.map(candidate => candidate.peerId).sort()).toEqual(all.map(candidate => candidate.peerId).sort())
+    } finally {
+      findProviders.mockRestore()
+    }
+  })
+
   it('drops a provider that is full', async () => {
     const requester = network?.others[3] as EmdxNode
     const full = network?.providers[2] as TestNetwork['providers'][number]
