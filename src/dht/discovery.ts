@@ -57,6 +57,8 @@ export interface FindOptions {
   /** How many usable providers the caller wants. */
   count: number
   signal: AbortSignal
+  /** Walks the DHT even when a recent walk found every provider there was, to see newcomers at once. */
+  fresh?: boolean
 }
 
 /** A record this node has fetched lately, for the network view of the API and dashboard. */
@@ -71,11 +73,22 @@ const RECENTLY_SEEN_MS = 60_000
 /**
  * How long a DHT walk that ran to its end is trusted to have found every
  * provider of its class. Within it, a search that has as many recently seen
- * providers as that walk found leaves the DHT alone: on a small network
- * every search would otherwise walk the whole DHT for providers that do not
- * exist.
+ * providers as that walk found does not wait for the DHT: on a small
+ * network every search would otherwise walk the whole DHT for providers
+ * that do not exist. Such a search starts a walk in the background instead,
+ * when the last one is older than BACKGROUND_WALK_AFTER_MS, so that a
+ * provider that joined meanwhile is known to a later search.
  */
-const WALK_MEMORY_MS = 30_000
+const WALK_MEMORY_MS = 10_000
+/**
+ * The age of the remembered walk from which a search that relies on it
+ * also walks again in the background. Searches a few seconds apart (the
+ * stages of a cascade with quick agents) share one walk, which then does
+ * not take CPU from every stage.
+ */
+const BACKGROUND_WALK_AFTER_MS = 3_000
+/** Time allowed for a background walk. */
+const BACKGROUND_WALK_MS = 10_000
 
 /**
  * Finds providers for a stage: asks the DHT for providers of the stage's
@@ -94,8 +107,11 @@ export class Discovery {
   private readonly now: () => number
   private readonly unreachable = new Map<string, { failures: number, until: number }>()
   private readonly seen = new Map<string, SeenRecord>()
-  /** The last walk of each class that ran to its end, and how many usable providers it found. */
+  /** The last walk of each class that ran to its end short of the count, and how many usable providers it found. */
   private readonly walks = new Map<string, { at: number, found: number }>()
+  /** Background walks under way, by class. */
+  private readonly backgroundWalks = new Map<string, Promise<void>>()
+  private readonly stopping = new AbortController()
   /** Counters for metrics: capacity queries sent, dials that failed, providers skipped without a dial. */
   readonly stats = { queries: 0, failedDials: 0, skippedUnreachable: 0, skippedExcluded: 0 }
 
@@ -127,19 +143,49 @@ export class Discovery {
     const capability = Discovery.classFor(needs)
     const label = classLabel(capability)
     const walk = this.walks.get(label)
-    const walkedRecently = walk !== undefined && this.now() - walk.at < WALK_MEMORY_MS
+    const walkedRecently = options.fresh !== true && walk !== undefined && this.now() - walk.at < WALK_MEMORY_MS
     const search = new ProviderSearch(this, needs, options, walkedRecently ? walk.found : undefined)
     const keys = await classKeys(capability)
     this.logger.debug({ class: label, count: options.count }, 'looking for providers')
 
-    const known = this.recentlySeenProviders()
-    const candidates = await search.run(known, signal => keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal })))
-    // A walk that ran to its end short of the count shows that the class
-    // has no more providers than it found.
-    if (search.walkedToEnd && candidates.length < options.count) {
-      this.walks.set(label, { at: this.now(), found: candidates.length })
+    const walkKeys: ShardQueries = signal => keys.map(key => this.init.libp2p.services.dht.findProviders(key, { signal }))
+    const candidates = await search.run(this.recentlySeenProviders(), walkKeys)
+    this.noteWalk(label, search, options.count, candidates.length)
+    if (walkedRecently && !search.walked && this.now() - walk.at >= BACKGROUND_WALK_AFTER_MS) {
+      this.walkInBackground(label, needs, options.count, walkKeys)
     }
     return rankCandidates(candidates)
+  }
+
+  /** Ends the background walks; searches the caller still runs end with their own signals. */
+  async stop (): Promise<void> {
+    this.stopping.abort()
+    await Promise.allSettled([...this.backgroundWalks.values()])
+  }
+
+  /**
+   * Remembers a walk that ran to its end short of the count: it shows that
+   * the class has no more providers than it found.
+   */
+  private noteWalk (label: string, search: ProviderSearch, count: number, found: number): void {
+    if (search.walkedToEnd && found < count) {
+      this.walks.set(label, { at: this.now(), found })
+    } else if (search.walkedToEnd) {
+      this.walks.delete(label)
+    }
+  }
+
+  /** Walks the DHT for a class without anyone waiting, one walk per class at a time. */
+  private walkInBackground (label: string, needs: StageNeeds, count: number, walkKeys: ShardQueries): void {
+    if (this.backgroundWalks.has(label) || this.stopping.signal.aborted) {
+      return
+    }
+    const search = new ProviderSearch(this, needs, { count, signal: AbortSignal.any([this.stopping.signal, AbortSignal.timeout(BACKGROUND_WALK_MS)]) })
+    const walking = search.run([], walkKeys)
+      .then(found => { this.noteWalk(label, search, count, found.length) })
+      .catch((err: unknown) => { this.logger.debug({ err }, 'a background walk of the DHT failed') })
+      .finally(() => { this.backgroundWalks.delete(label) })
+    this.backgroundWalks.set(label, walking)
   }
 
   /**
@@ -319,6 +365,7 @@ class ProviderSearch {
   private round?: AbortController
   /** Set when a round of shard queries ran to its end: the DHT has nothing more. */
   private exhausted = false
+  private queried = false
   /** Providers in hand below which the search walks the DHT, and below which it resumes a paused walk. */
   private readonly walkBelow: number
   private readonly resumeBelow: number
@@ -364,6 +411,11 @@ class ProviderSearch {
     return this.exhausted
   }
 
+  /** True when the search queried the DHT at all. */
+  get walked (): boolean {
+    return this.queried
+  }
+
   /** Providers usable or being fetched. */
   private inHand (): number {
     return this.usable.length + this.fetches.size
@@ -375,6 +427,7 @@ class ProviderSearch {
     }
     const round = new AbortController()
     this.round = round
+    this.queried = true
     const signal = AbortSignal.any([this.signal, round.signal])
     setMaxListeners(Infinity, signal)
     void Promise.all(this.queries(signal).map(async query => { await this.drain(query) })).then(() => {

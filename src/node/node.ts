@@ -212,6 +212,7 @@ export class EmdxNode {
         logger: init.logger.child({ component: 'discovery' }),
         trust: { trust: (peer) => reputation.trustScore(peer), isExcluded: (peer) => reputation.isDistrusted(peer) }
       })
+      stopSteps.push(async () => { await discovery.stop() })
 
       const forkProofs = new ForkProofGossip({
         libp2p,
@@ -396,7 +397,7 @@ export class EmdxNode {
    * and the dashboard lists what the network offers now.
    */
   async refreshNetworkView (signal: AbortSignal): Promise<void> {
-    await this.discovery.find({ cpus: 0, memoryBytes: 0 }, { count: Number.MAX_SAFE_INTEGER, signal })
+    await this.discovery.find({ cpus: 0, memoryBytes: 0 }, { count: Number.MAX_SAFE_INTEGER, signal, fresh: true })
   }
 
   /** Stops every part in reverse order of starting; safe to call twice. */

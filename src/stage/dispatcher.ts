@@ -117,7 +117,8 @@ export class StageDispatcher {
     for (let attempt = 1; attempt <= maxAttempts; attempt++) {
       options.signal?.throwIfAborted()
       options.onEvent?.({ type: 'searching', attempt })
-      const candidates = await this.findCandidates(needs, options.signal)
+      // A later attempt walks the DHT anew: the providers of the last walk were not enough.
+      const candidates = await this.findCandidates(needs, attempt > 1, options.signal)
       // A provider tried before is used again only when no other one is left.
       const provider = this.choose(candidates, tried) ?? this.choose(candidates, new Set())
       if (provider === undefined) {
@@ -214,9 +215,9 @@ export class StageDispatcher {
     }
   }
 
-  private async findCandidates (needs: StageNeeds, signal?: AbortSignal): Promise<Candidate[]> {
+  private async findCandidates (needs: StageNeeds, fresh: boolean, signal?: AbortSignal): Promise<Candidate[]> {
     const timeout = AbortSignal.timeout(this.init.discoveryTimeoutMs ?? 10_000)
-    return await this.init.discovery.find(needs, { count: CANDIDATE_COUNT, signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]) })
+    return await this.init.discovery.find(needs, { count: CANDIDATE_COUNT, signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]), fresh })
   }
 
   /**

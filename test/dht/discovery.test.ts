@@ -4,12 +4,14 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { capacityKey, MAX_CAPACITY_RECORD_BYTES, openCapacityRecord, PROTOCOL_VERSION, signCapacityRecord } from '../../src/dht/capacity-record.js'
 import { queryCapacity } from '../../src/dht/capacity-protocol.js'
 import { PROVIDER_SHARDS } from '../../src/dht/classes.js'
+import { Discovery } from '../../src/dht/discovery.js'
 import { encodeCanonical } from '../../src/records/canonical.js'
+import { silentLogger } from '../../src/node/logger.js'
 import { createSigner } from '../../src/records/signature.js'
 import { ManualCapacity } from '../support/capacity.js'
 import { startSharedNode, stopTestNode, waitFor } from '../support/nodes.js'
 import type { CapacityRecord } from '../../src/dht/capacity-record.js'
-import type { StageNeeds } from '../../src/dht/ranking.js'
+import type { Candidate, StageNeeds } from '../../src/dht/ranking.js'
 import type { EmdxNode } from '../../src/node/node.js'
 import type { Signer } from '../../src/records/signature.js'
 
@@ -136,22 +138,39 @@ describe('discovery in a 20-node network', () => {
     }
   })
 
-  it('trusts a finished walk for a while', async () => {
+  it('answers from a finished walk while walking again', async () => {
     const requester = network?.others[5] as EmdxNode
-    const all = await requester.discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
-    const findProviders = vi.spyOn(requester.libp2p.services.dht, 'findProviders')
+    let now = Date.now()
+    const discovery = new Discovery({ libp2p: requester.libp2p, logger: silentLogger(), now: () => now })
+    const peersOf = (candidates: Candidate[]): string[] => candidates.map(candidate => candidate.peerId).sort()
     try {
-      const again = await requester.discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
+      const all = await discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(10_000) })
+      // From here on the DHT stays silent: a search that waited for it
+      // would hang until the test times out.
+      const findProviders = vi.spyOn(requester.libp2p.services.dht, 'findProviders').mockImplementation(async function * (_key, options) {
+        await new Promise(resolve => { options?.signal?.addEventListener('abort', resolve, { once: true }) })
+      })
+      try {
+        const soon = await discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(120_000) })
+        const walksSoon = findProviders.mock.calls.length
+        now += 4_000
+        const later = await discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(120_000) })
 
-      // The first walk ran to its end with fewer providers than asked for,
-      // so the second search takes the providers it has seen as all there are.
-      expect(all.length).toBeLessThan(100)
-      expect(findProviders.mock.calls.length).toBe(0)
-      expect(again.map(candidate => candidate.peerId).sort()).toEqual(all.map(candidate => candidate.peerId).sort())
+        // The first walk ran to its end with fewer providers than asked
+        // for, so later searches take the providers seen as all there are.
+        expect(all.length).toBeLessThan(100)
+        expect(peersOf(soon)).toEqual(peersOf(all))
+        expect(peersOf(later)).toEqual(peersOf(all))
+        // Right after a walk no other starts; seconds later one starts in the background.
+        expect(walksSoon).toBe(0)
+        expect(findProviders.mock.calls.length).toBe(PROVIDER_SHARDS)
+      } finally {
+        findProviders.mockRestore()
+      }
     } finally {
-      findProviders.mockRestore()
+      await discovery.stop()
     }
-  })
+  }, 30_000)
 
   it('drops a provider that is full', async () => {
     const requester = network?.others[3] as EmdxNode
