@@ -1,7 +1,6 @@
 import { Option } from 'commander'
 import { defaultDataDir, loadConfig } from '../../node/config.js'
 import { createLogger } from '../../node/logger.js'
-import { EmdxNode } from '../../node/node.js'
 import { formatBytes } from '../../node/units.js'
 import { VERSION } from '../../node/version.js'
 import { formatRows } from '../output.js'
@@ -99,6 +98,9 @@ async function runStart (options: StartOptions, command: Command): Promise<void>
   const config = await loadConfig(options.dataDir ?? defaultDataDir(), explicitSettings(options, command))
   const logger = createLogger({ level: options.logLevel, format: options.logFormat })
 
+  // Loaded here, not at the top: the node's modules (libp2p, the Docker
+  // client) take about a second to load, which other commands need not wait for.
+  const { EmdxNode } = await import('../../node/node.js')
   const node = await EmdxNode.start({ config, logger })
   const status = node.status()
   const sharing = status.share.enabled
