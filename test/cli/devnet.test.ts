@@ -68,4 +68,18 @@ describe('emdx-node devnet', () => {
       expect(await portIsFree(apiPort + index)).toBe(true)
     }
   })
+
+  it('refuses API ports that are in use', async () => {
+    const server = net.createServer()
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    const port = (server.address() as net.AddressInfo).port
+    const baseDir = await makeTempDir()
+
+    const result = await runCli(['devnet', '--nodes', '1', '--base-dir', baseDir, '--api-port', String(port)])
+    server.close()
+
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(`API port ${port} on 127.0.0.1 is in use`)
+    expect(result.stdout).not.toContain('The devnet is running')
+  })
 })

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { openSync, closeSync, readFileSync } from 'node:fs'
 import { mkdir, rm } from 'node:fs/promises'
+import net from 'node:net'
 import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -81,6 +82,7 @@ function parseDevnetOptions (options: DevnetOptions): { count: number, apiPort: 
 async function runDevnet (options: DevnetOptions): Promise<void> {
   const { count, apiPort } = parseDevnetOptions(options)
   const baseDir = path.resolve(options.baseDir)
+  await checkApiPortsFree(apiPort, count)
   if (options.fresh === true) {
     await rm(baseDir, { recursive: true, force: true })
   }
@@ -184,6 +186,40 @@ function spawnNode (baseDir: string, index: number, apiPort: number, bootstrap: 
   const child = spawn(process.execPath, args, { stdio: ['pipe', log, log], detached: true, env: { ...process.env, ...agents.env } })
   closeSync(log)
   return { name, dataDir, apiPort, logFile, child }
+}
+
+/**
+ * Fails when one of the devnet's API ports is taken, before any node
+ * starts. Otherwise the readiness check would take an emdx-node already
+ * listening there, such as another devnet's, for a node of this one.
+ */
+async function checkApiPortsFree (apiPort: number, count: number): Promise<void> {
+  for (let port = apiPort; port < apiPort + count; port++) {
+    if (await portIsFree(port)) {
+      continue
+    }
+    const running = await runningNodeAt(port)
+    const what = running === undefined ? 'is in use' : `is in use by the emdx-node ${running}`
+    throw new EmdxError('ERR_DEVNET', `API port ${port} on 127.0.0.1 ${what}; stop the devnet or node using it, or pass --api-port with ${count} free ports from it on`)
+  }
+}
+
+async function portIsFree (port: number): Promise<boolean> {
+  const server = net.createServer()
+  return await new Promise(resolve => {
+    server.once('error', () => { resolve(false) })
+    server.listen(port, '127.0.0.1', () => { server.close(() => { resolve(true) }) })
+  })
+}
+
+/** The peer id of an emdx-node whose API answers on the port, if any. */
+async function runningNodeAt (port: number): Promise<string | undefined> {
+  try {
+    const response = await fetch(`http://127.0.0.1:${port}/api/v1/status`, { signal: AbortSignal.timeout(2000) })
+    return response.ok ? (await response.json() as NodeStatus).peerId : undefined
+  } catch {
+    return undefined
+  }
 }
 
 async function waitForNode (node: DevnetNode): Promise<NodeStatus> {
