@@ -199,8 +199,8 @@ async function checkApiPortsFree (apiPort: number, count: number): Promise<void>
       continue
     }
     const running = await runningNodeAt(port)
-    const what = running === undefined ? 'is in use' : `is in use by the emdx-node ${running}`
-    throw new EmdxError('ERR_DEVNET', `API port ${port} on 127.0.0.1 ${what}; stop the devnet or node using it, or pass --api-port with ${count} free ports from it on`)
+    const holder = running === undefined ? 'is in use' : `is in use by the emdx-node ${running}`
+    throw new EmdxError('ERR_DEVNET', `API port ${port} on 127.0.0.1 ${holder}; stop the devnet or node using it, or pass --api-port with ${count} free ports from it on`)
   }
 }
 
@@ -212,7 +212,7 @@ async function portIsFree (port: number): Promise<boolean> {
   })
 }
 
-/** The peer id of an emdx-node whose API answers on the port, if any. */
+/** The peer id of an emdx-node whose API listens on the port, if any. */
 async function runningNodeAt (port: number): Promise<string | undefined> {
   try {
     const response = await fetch(`http://127.0.0.1:${port}/api/v1/status`, { signal: AbortSignal.timeout(2000) })
