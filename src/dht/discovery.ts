@@ -157,6 +157,13 @@ export class Discovery {
     return rankCandidates(candidates)
   }
 
+  /** Resolves once no background walk is under way, for callers that count dials. */
+  async backgroundWalksDone (): Promise<void> {
+    while (this.backgroundWalks.size > 0) {
+      await Promise.allSettled([...this.backgroundWalks.values()])
+    }
+  }
+
   /** Ends the background walks; searches the caller still runs end with their own signals. */
   async stop (): Promise<void> {
     this.stopping.abort()

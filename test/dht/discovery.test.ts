@@ -190,6 +190,9 @@ describe('stale provider records', () => {
     try {
       const requester = network.others[0] as EmdxNode
       await findAtLeast(requester, agentStage, 5)
+      // A walk still under way could dial a provider stopped below, before
+      // the count starts.
+      await requester.discovery.backgroundWalksDone()
       const stale = network.providers.slice(0, 3)
       await Promise.all(stale.map(async provider => { await stopTestNode(provider.node) }))
       const staleIds = stale.map(provider => provider.node.peerId.toString())
