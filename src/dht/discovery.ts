@@ -172,12 +172,14 @@ export class Discovery {
 
   /**
    * Remembers a walk that ran to its end short of the count: it shows that
-   * the class has no more providers than it found.
+   * the class has no more providers than it found. Forgets the walk
+   * remembered before when a search finds more usable providers than it did.
    */
   private noteWalk (label: string, search: ProviderSearch, count: number, found: number): void {
+    const remembered = this.walks.get(label)
     if (search.walkedToEnd && found < count) {
       this.walks.set(label, { at: this.now(), found })
-    } else if (search.walkedToEnd) {
+    } else if (search.walkedToEnd || (remembered !== undefined && found > remembered.found)) {
       this.walks.delete(label)
     }
   }
