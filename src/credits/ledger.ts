@@ -253,7 +253,7 @@ export class Ledger {
       } else {
         throw new ReceiptError(`receipt for job ${body.jobId} names neither peer as this node ${this.owner}`)
       }
-      // The read runs while the entry is signed and checked.
+      // Started before the entry is signed and checked, so the read overlaps that work.
       const recorded = this.store.get(JOB_PREFIX + body.jobId)
       const entry = signLedgerEntry({
         version: 1,
@@ -380,8 +380,8 @@ export class Ledger {
   /**
    * The last entry of this node's chain that `peer` verified, as far as this
    * process saw, or undefined. An offer sends its segment from there, which
-   * saves the executor a request; a wrong or missing hint costs only that
-   * request, since the executor asks for what it lacks.
+   * saves the executor a request. A wrong or missing hint costs only that
+   * request, because the executor requests what it lacks.
    */
   verifiedBy (peer: string): number | undefined {
     return this.verifiedByPeer.get(peer)
@@ -511,7 +511,7 @@ export class Ledger {
     return new LedgerCorruptError(this.location, `${problem}; ${advice}`, cause === undefined ? undefined : { cause })
   }
 
-  /** The verified state of a peer's chain; callers must not change it. */
+  /** Returns the verified state of a peer's chain, which callers must not change. */
   private async peerState (owner: string): Promise<ChainState> {
     const cached = this.peerStates.get(owner)
     if (cached !== undefined) {

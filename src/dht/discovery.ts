@@ -57,7 +57,7 @@ export interface FindOptions {
   /** How many usable providers the caller wants. */
   count: number
   signal: AbortSignal
-  /** Walks the DHT even when a recent walk found every provider there was, to see newcomers at once. */
+  /** Set to walk the DHT even when a recent walk found every provider there was, so newcomers are seen at once. */
   fresh?: boolean
 }
 
@@ -81,10 +81,10 @@ const RECENTLY_SEEN_MS = 60_000
  */
 const WALK_MEMORY_MS = 10_000
 /**
- * The age of the remembered walk from which a search that relies on it
- * also walks again in the background. Searches a few seconds apart (the
- * stages of a cascade with quick agents) share one walk, which then does
- * not take CPU from every stage.
+ * Age of the remembered walk after which a search that relies on it also
+ * starts a new walk in the background. Searches a few seconds apart (the
+ * stages of a cascade with quick agents) then share one walk, so the walks
+ * do not take CPU from every stage.
  */
 const BACKGROUND_WALK_AFTER_MS = 3_000
 /** Time allowed for a background walk. */
@@ -157,14 +157,14 @@ export class Discovery {
     return rankCandidates(candidates)
   }
 
-  /** Resolves once no background walk is under way, for callers that count dials. */
+  /** Waits until no background walk is under way, for callers that count dials. */
   async backgroundWalksDone (): Promise<void> {
     while (this.backgroundWalks.size > 0) {
       await Promise.allSettled([...this.backgroundWalks.values()])
     }
   }
 
-  /** Ends the background walks; searches the caller still runs end with their own signals. */
+  /** Stops the background walks. Searches that callers still run end with their own signals. */
   async stop (): Promise<void> {
     this.stopping.abort()
     await Promise.allSettled([...this.backgroundWalks.values()])

@@ -31,7 +31,7 @@ export interface SandboxExecutorInit {
   warmPoolSize?: number
 }
 
-/** The maximum wait of a finished sandbox for `StageSpec.cleanupAfter` before it is removed. */
+/** Maximum time a finished sandbox waits for `StageSpec.cleanupAfter` before it is removed. */
 export const HOUSEKEEPING_WAIT_MS = 5_000
 
 interface ActiveRun {
@@ -55,7 +55,7 @@ export class SandboxExecutor implements StageExecutor {
   private readonly pool?: WarmPool
   private readonly active = new Map<string, ActiveRun>()
   private closed = false
-  /** Aborted by `close`, which ends the waits for `cleanupAfter`. */
+  /** Signal that `close` aborts, which ends the waits for `cleanupAfter`. */
   private readonly closing = new AbortController()
 
   constructor (init: SandboxExecutorInit) {
@@ -220,7 +220,7 @@ export class SandboxExecutor implements StageExecutor {
   }
 }
 
-/** Resolves when `promise` settles, after `ms`, or when `signal` aborts, whichever comes first. */
+/** Waits until `promise` settles, `ms` pass or `signal` aborts, whichever comes first. */
 async function waitAtMost (promise: Promise<unknown>, ms: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) {
     return

@@ -69,8 +69,8 @@ export interface StageSpec {
   /** Aborting cancels the run: the sandbox is killed and the outcome is `cancelled`. */
   signal?: AbortSignal
   /**
-   * Removing the finished sandbox and refilling the warm pool wait until
-   * this settles, or HOUSEKEEPING_WAIT_MS at most, so that the container
+   * Promise that the removal of the finished sandbox and the warm pool
+   * refill wait for (at most HOUSEKEEPING_WAIT_MS), so that the container
    * work does not compete for CPU with delivering the result. The stage
    * protocol passes the end of its result and receipt exchange.
    */

@@ -81,7 +81,7 @@ function signedBytes (domain: SignatureDomain, message: Uint8Array): Uint8Array 
  */
 export function createSigner (privateKey: Ed25519PrivateKey, peerId: string): Signer {
   if (peerIdFromPublicKey(privateKey.publicKey).toString() !== peerId) {
-    throw new Error(`peer id ${peerId} is not the id of this key`)
+    throw new Error(`invalid peer id ${peerId}: it is not the id of this key; derive it from the key with peerIdFromPrivateKey`)
   }
   // `raw` is the 64-byte seed-plus-public-key form. A JWK key with both
   // halves loads about 20 times faster here than PKCS #8 DER, which makes
@@ -92,8 +92,8 @@ export function createSigner (privateKey: Ed25519PrivateKey, peerId: string): Si
     peerId,
     sign: (domain, message) => {
       const signature = new Uint8Array(sign(null, signedBytes(domain, message), key))
-      // A node checks its own signatures too, for example when it appends a
-      // receipt it has just countersigned; this one needs no check.
+      // A node also verifies its own signatures, for example when it appends
+      // a receipt it has just countersigned, so this one is marked verified.
       rememberVerified(verificationKey(domain, message, signature, peerId))
       return signature
     }

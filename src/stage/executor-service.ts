@@ -98,7 +98,7 @@ export interface ExecutorStats {
   completed: number
   violations: Partial<Record<string, number>>
   cancelledByRequester: number
-  /** Ledger segments asked of requesters: none when the offers brought the right ones. */
+  /** Ledger segments requested from requesters, which stays 0 while offers bring the right ones. */
   ledgerRequests: number
 }
 
@@ -254,8 +254,8 @@ export class ExecutorService {
    * verified (inclusive, so a rewritten history shows as a fork) and admits
    * the job only if the requester's backed balance plus its credit line
    * covers the maximum it offered to pay. The segment that came with the
-   * offer is used when it starts early enough; otherwise, and for each
-   * further part of a long chain, the executor asks for a segment.
+   * offer is used when it starts early enough. Otherwise, and for each
+   * further part of a long chain, the executor requests a segment.
    */
   private async checkCredit (channel: StageChannel, peer: string, offer: Offer, offered?: LedgerSegmentMessage): Promise<void> {
     const credit = this.init.credit
@@ -274,7 +274,7 @@ export class ExecutorService {
     // it verifies, so a later offer starts after it.
     for (let part = 1; received.more; part++) {
       if (part >= MAX_SEGMENTS_PER_OFFER) {
-        throw new JobRejected('credit', `the requester's ledger chain needs more than ${MAX_SEGMENTS_PER_OFFER} segments; offer again to go on from where this check stopped`, 1_000)
+        throw new JobRejected('credit', `the requester's ledger chain needs more than ${MAX_SEGMENTS_PER_OFFER} segments; offer again to continue from where this check stopped`, 1_000)
       }
       const { state, forkProofs } = await this.importSegment(received.segment)
       if (forkProofs.length > 0) {
@@ -283,7 +283,7 @@ export class ExecutorService {
       }
       received = decodeRequesterSegment(await this.requestSegment(channel, offer.jobId, state.seq), peer)
       if (received.lastSeq <= state.seq) {
-        throw new JobRejected('credit', `the requester's ledger segment after entry ${state.seq} adds no entries`)
+        throw new JobRejected('credit', `invalid ledger segment: the part after entry ${state.seq} adds no entries`)
       }
     }
 
@@ -311,7 +311,7 @@ export class ExecutorService {
     return await channel.read({ 'ledger-segment': { schema: ledgerSegmentSchema, maxBytes: MAX_MESSAGE_BYTES.ledgerSegment } }, this.timing.offerTimeoutMs)
   }
 
-  /** Imports a part of a long chain that more parts follow. */
+  /** Imports one part of a long chain, with more parts to follow. */
   private async importSegment (segment: ChainSegment): Promise<{ state: ChainState, forkProofs: ForkProof[] }> {
     try {
       return await this.init.ledger.importSegment(segment, { more: true })
@@ -625,7 +625,7 @@ class ProgressForwarder {
   }
 }
 
-/** Segments an executor takes for one offer: with 4,096 links each, chains of about a million entries. */
+/** Maximum segments an executor takes for one offer: with 4,096 links each, chains of about a million entries. */
 const MAX_SEGMENTS_PER_OFFER = 256
 
 /** A requester's chain segment with the seq of its first and last entries (-1 when empty). */
@@ -641,7 +641,7 @@ function decodeRequesterSegment (message: LedgerSegmentMessage, peer: string): R
   try {
     const segment = decodeChainSegment(message.segment)
     if (segment.owner !== peer) {
-      throw new Error(`it is the chain of ${segment.owner}`)
+      throw new Error(`it is the chain of ${segment.owner}, not of the requester`)
     }
     const first = segment.links[0]
     const last = segment.links.at(-1)
@@ -652,7 +652,7 @@ function decodeRequesterSegment (message: LedgerSegmentMessage, peer: string): R
       more: message.more === true
     }
   } catch (err) {
-    throw new JobRejected('credit', `the requester's ledger segment is not valid: ${(err as Error).message}`)
+    throw new JobRejected('credit', `invalid ledger segment from the requester: ${(err as Error).message}`)
   }
 }
 

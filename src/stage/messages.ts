@@ -60,7 +60,7 @@ export const offerSchema = z.strictObject({
   requesterKey: bytesSchema(KEY_BYTES),
   /**
    * A ledger-segment of the requester's chain from this entry on follows the
-   * offer, so that an executor that checks credit need not ask for it. The
+   * offer, so that an executor that checks credit need not request it. The
    * requester starts where the executor verified its chain before, as far as
    * it has seen.
    */
@@ -145,7 +145,7 @@ export const ledgerSegmentSchema = z.strictObject({
   jobId,
   /** The encoded chain segment; see `encodeChainSegment`. */
   segment: bytesSchema(),
-  /** The chain goes on after this segment; the executor asks for the rest from its last entry. */
+  /** Set when the chain continues after this segment, so the executor requests the rest from its last entry. */
   more: z.boolean().optional()
 })
 

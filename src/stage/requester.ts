@@ -113,9 +113,9 @@ export interface RemoteStageOutcome {
 /** Missed heartbeats after which the executor counts as dead. */
 export const MISSED_HEARTBEATS = 3
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000
-/** A chain of fewer entries goes whole with the first offer to an executor this process has not met. */
+/** Chain length below which the whole chain goes with the first offer to an executor this process has not met. */
 const UNASKED_SEGMENT_LINKS = 64
-/** Ledger requests answered for one offer; a long chain takes one per 4,096 entries. */
+/** Maximum ledger requests served for one offer; a long chain takes one per 4,096 entries. */
 const MAX_LEDGER_REQUESTS = 512
 const DEFAULT_MAX_RESULT_BYTES = 256 * 1024 * 1024
 /** Time allowed, beyond the stage's own timeout, for starting the sandbox and returning the result. */
@@ -173,9 +173,9 @@ export async function runRemoteStage (context: RemoteStageContext, executor: Cap
 }
 
 /**
- * Sends the offer, with a ledger segment when this node can guess what the
- * executor needs and with the payload when `payloadKey` is given, and
- * answers the executor's ledger requests until it accepts or rejects.
+ * Sends the offer, followed by a ledger segment when this node can guess
+ * what the executor needs and by the payload when `payloadKey` is given.
+ * Then serves the executor's ledger requests until it accepts or rejects.
  */
 async function offer (channel: StageChannel, peer: string, jobId: string, task: RemoteStageTask, plaintext: Uint8Array, context: RemoteStageContext, options: RemoteStageOptions, payloadKey?: Uint8Array): Promise<Accept> {
   const ledgerFromSeq = segmentStartFor(peer, context.ledger)
@@ -194,8 +194,8 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
     payloadFollows: payloadKey === undefined ? undefined : true
   }, options.signal)
   let sentThrough = -1
-  // Read while the offer is on its way and the executor checks it.
-  const segment = ledgerFromSeq === undefined ? undefined : await exportSegment(context.ledger, ledgerFromSeq, MAX_SEGMENT_WITH_OFFER_BYTES)
+  // Exported after the offer is written, so the export overlaps the executor's admission.
+  const segment = ledgerFromSeq === undefined ? undefined : await encodeSegmentFrom(context.ledger, ledgerFromSeq, MAX_SEGMENT_WITH_OFFER_BYTES)
   if (segment !== undefined) {
     await channel.write({ type: 'ledger-segment', jobId, segment: segment.encoded, more: segment.more }, options.signal)
     sentThrough = segment.lastSeq
@@ -213,9 +213,9 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
   let answer = await channel.read(answers, timeoutMs, options.signal)
   for (let requests = 1; answer.type === 'ledger-request'; requests++) {
     if (answer.jobId !== jobId || requests > MAX_LEDGER_REQUESTS) {
-      throw new StageProtocolError('unexpected', `the executor asked for the ledger chain ${requests} times or for another job`)
+      throw new StageProtocolError('unexpected', `the executor requested the ledger chain ${requests} times or for another job; at most ${MAX_LEDGER_REQUESTS} are served`)
     }
-    const requested = await exportSegment(context.ledger, answer.fromSeq, MAX_SEGMENT_BYTES)
+    const requested = await encodeSegmentFrom(context.ledger, answer.fromSeq, MAX_SEGMENT_BYTES)
     await channel.write({ type: 'ledger-segment', jobId, segment: requested.encoded, more: requested.more }, options.signal)
     sentThrough = requested.lastSeq
     answer = await channel.read(answers, timeoutMs, options.signal)
@@ -234,9 +234,9 @@ async function offer (channel: StageChannel, peer: string, jobId: string, task: 
 }
 
 /**
- * Where the segment sent with an offer starts: where the executor verified
- * this node's chain before, or at the start when the whole chain is short.
- * Undefined when neither is known; the executor then asks.
+ * Returns where the segment sent with an offer starts: where the executor
+ * verified this node's chain before, or 0 when the whole chain is short.
+ * Returns undefined when neither applies, so the executor requests a segment.
  */
 function segmentStartFor (peer: string, ledger: StageLedger): number | undefined {
   const verified = ledger.verifiedBy(peer)
@@ -247,12 +247,12 @@ function segmentStartFor (peer: string, ledger: StageLedger): number | undefined
 }
 
 /**
- * Encodes this node's ledger chain from `fromSeq` on for an executor that
- * checks its credit, in at most `maxBytes`. A chain too long for that goes
- * in parts: the segment carries as many links as fit and sets `more`, and
- * the executor requests the rest.
+ * Encodes this node's ledger chain from `fromSeq` on, in at most `maxBytes`,
+ * for an executor that checks its credit. A longer chain goes in parts: the
+ * segment contains as many links as fit and sets `more`, and the executor
+ * requests the rest.
  */
-async function exportSegment (ledger: StageLedger, fromSeq: number, maxBytes: number): Promise<{ encoded: Uint8Array, lastSeq: number, more?: true }> {
+async function encodeSegmentFrom (ledger: StageLedger, fromSeq: number, maxBytes: number): Promise<{ encoded: Uint8Array, lastSeq: number, more?: true }> {
   const head = ledger.head().seq
   const segment = await ledger.exportSegment(fromSeq, MAX_SEGMENT_LINKS)
   let links = segment.links

@@ -19,7 +19,7 @@ export interface RunnerSpec {
   env?: Record<string, string>
   limits?: { timeoutMs?: number, memoryBytes?: number, cpus?: number }
   signal?: AbortSignal
-  /** Removing the sandbox waits until this settles; see `StageSpec.cleanupAfter` in src/exec. */
+  /** Promise that the sandbox's removal waits for; see `StageSpec.cleanupAfter` in src/exec. */
   cleanupAfter?: Promise<unknown>
   /** A git bundle to check out as the workspace; see RepositoryStageRunner. */
   repository?: { bundle: Uint8Array, docId: number, stage: Stage }

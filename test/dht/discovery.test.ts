@@ -138,7 +138,7 @@ describe('discovery in a 20-node network', () => {
     }
   })
 
-  it('answers from a finished walk while walking again', async () => {
+  it('reuses a finished walk', async () => {
     const requester = network?.others[5] as EmdxNode
     let now = Date.now()
     const discovery = new Discovery({ libp2p: requester.libp2p, logger: silentLogger(), now: () => now })
@@ -156,12 +156,12 @@ describe('discovery in a 20-node network', () => {
         now += 4_000
         const later = await discovery.find(agentStage, { count: 100, signal: AbortSignal.timeout(120_000) })
 
-        // The first walk ran to its end with fewer providers than asked
-        // for, so later searches take the providers seen as all there are.
+        // The first walk ran to its end with fewer providers than requested,
+        // so later searches take the providers seen as all there are.
         expect(all.length).toBeLessThan(100)
         expect(peersOf(soon)).toEqual(peersOf(all))
         expect(peersOf(later)).toEqual(peersOf(all))
-        // Right after a walk no other starts; seconds later one starts in the background.
+        // Right after a walk no other starts. Seconds later one starts in the background.
         expect(walksSoon).toBe(0)
         expect(findProviders.mock.calls.length).toBe(PROVIDER_SHARDS)
       } finally {

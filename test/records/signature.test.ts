@@ -22,7 +22,7 @@ describe('record signatures', () => {
     expect(verifySignature('ledger-entry', message, signature, signer.peerId)).toBe(true)
   })
 
-  it('refuse a peer id of another key', async () => {
+  it('reject another key\'s peer id', async () => {
     const { signer } = await newSigner()
     const other = await generateKeyPair('Ed25519')
 

@@ -61,7 +61,7 @@ describe('payloads', () => {
 })
 
 describe('ledger segments', () => {
-  it('sends the segment with the offer, so the executor need not ask', async () => {
+  it('sends the segment with the offer', async () => {
     const { executor, requester, record } = await pair()
     const { service } = await startExecutorService(executor, new ScriptedRunner(async () => succeeded('ok')))
 

@@ -212,7 +212,7 @@ async function portIsFree (port: number): Promise<boolean> {
   })
 }
 
-/** The peer id of an emdx-node whose API listens on the port, if any. */
+/** Returns the peer id of an emdx-node whose API listens on the port, if any. */
 async function runningNodeAt (port: number): Promise<string | undefined> {
   try {
     const response = await fetch(`http://127.0.0.1:${port}/api/v1/status`, { signal: AbortSignal.timeout(2000) })
